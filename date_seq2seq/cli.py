@@ -1,0 +1,332 @@
+"""Command line: `python -m date_seq2seq train | convert | evaluate`.
+
+Results go to stdout (plain or JSON lines), progress and errors to stderr.
+Exit status: 0 success; 1 some input was refused (the rest still converted) or
+training diverged; 2 the checkpoint is unusable or the arguments are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from .checkpoint import CheckpointError
+from .config import ATTENTION_KINDS, CELL_KINDS, DataConfig, ModelConfig, TrainConfig
+from .converter import Conversion, Converter, default_checkpoint_path, train_new
+from .data import Window
+from .training import Progress
+
+EXIT_OK, EXIT_REFUSED, EXIT_UNUSABLE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return args.run(args)
+    except CheckpointError as e:
+        print(f"error: unusable checkpoint: {e}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except ValueError as e:  # a configuration the model cannot be built with
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except BrokenPipeError:  # e.g. `... | head`: the reader has gone, not an error
+        sys.stderr.close()
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m date_seq2seq",
+        description="Convert dates yy-mm-dd -> dd/Mon/yyyy with a seq2seq model.",
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    d_model, d_train, d_data = ModelConfig(), TrainConfig(), DataConfig()
+
+    train = sub.add_parser("train", help="train a model from scratch")
+    train.add_argument(
+        "--attention", choices=ATTENTION_KINDS, default=d_model.attention
+    )
+    train.add_argument("--cell", choices=CELL_KINDS, default=d_model.cell)
+    train.add_argument("--embedding-dim", type=int, default=d_model.embedding_dim)
+    train.add_argument(
+        "--hidden",
+        type=int,
+        default=d_model.encoder_hidden,
+        help="encoder and decoder hidden size",
+    )
+    train.add_argument(
+        "--decoder-hidden",
+        type=int,
+        default=None,
+        help="decoder hidden size if different (bridged)",
+    )
+    train.add_argument("--layers", type=int, default=d_model.num_layers)
+    train.add_argument("--dropout", type=float, default=d_model.dropout)
+    train.add_argument("--epochs", type=int, default=d_train.epochs)
+    train.add_argument("--batch-size", type=int, default=d_train.batch_size)
+    train.add_argument("--lr", type=float, default=d_train.lr)
+    train.add_argument(
+        "--sampling-prob",
+        type=float,
+        default=d_train.sampling_prob,
+        help="scheduled sampling: p of feeding own prediction",
+    )
+    train.add_argument("--seed", type=int, default=d_train.seed)
+    train.add_argument("--train-size", type=int, default=d_data.train_size)
+    train.add_argument("--held-out-size", type=int, default=d_data.held_out_size)
+    train.add_argument(
+        "--target-accuracy",
+        type=float,
+        default=d_train.target_accuracy,
+        help="stop once held-out exact match reaches this",
+    )
+    train.add_argument(
+        "--patience",
+        type=int,
+        default=d_train.patience,
+        help="epochs to go on after reaching the target",
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="checkpoint to write (default: default model)",
+    )
+    train.add_argument("--json", action="store_true", help="end with a JSON summary")
+    train.set_defaults(run=_train)
+
+    convert = sub.add_parser("convert", help="convert dates (arguments or stdin)")
+    convert.add_argument("dates", nargs="*", metavar="DATE")
+    convert.add_argument("--checkpoint", type=Path, default=None)
+    convert.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
+    convert.add_argument("--json", action="store_true", help="one JSON object a line")
+    convert.set_defaults(run=_convert)
+
+    evaluate = sub.add_parser("evaluate", help="metrics on held-out or all dates")
+    evaluate.add_argument("--checkpoint", type=Path, default=None)
+    evaluate.add_argument(
+        "--all-dates",
+        action="store_true",
+        help="every date of the window, not held-out",
+    )
+    evaluate.add_argument("--beam", type=int, default=1)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(run=_evaluate)
+    return parser
+
+
+# --- train ------------------------------------------------------------------
+
+
+class _StopOnInterrupt:
+    """First Ctrl-C asks training to stop at the next step; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def __enter__(self) -> _StopOnInterrupt:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+
+
+def _progress_printer(stream: TextIO) -> Callable[[Progress], None]:
+    tty = stream.isatty()
+
+    def show(event: Progress) -> None:
+        if event.kind == "step":
+            if tty and event.step % 10 == 0:
+                done = event.step / max(event.total_steps, 1)
+                stream.write(
+                    f"\r  step {event.step}  loss {event.loss:.4f}  ({done:.0%} of max)"
+                )
+                stream.flush()
+            return
+        m = event.metrics or {}
+        line = f"epoch {event.epoch:3d}  loss/token {event.loss:.4f}"
+        if "held_out_exact_match" in m:
+            line += (
+                f"  held-out exact {m['held_out_exact_match']:7.2%}"
+                f" (teacher-forced {m['held_out_teacher_forced_exact_match']:7.2%})"
+            )
+        stream.write(("\r" if tty else "") + f"{line}  {event.seconds:6.2f}s\n")
+        stream.flush()
+
+    return show
+
+
+def _train(args: argparse.Namespace) -> int:
+    model_cfg = ModelConfig(
+        cell=args.cell,
+        attention=args.attention,
+        embedding_dim=args.embedding_dim,
+        encoder_hidden=args.hidden,
+        decoder_hidden=args.decoder_hidden or args.hidden,
+        num_layers=args.layers,
+        dropout=args.dropout,
+    )
+    data_cfg = DataConfig(
+        train_size=args.train_size, held_out_size=args.held_out_size, seed=args.seed
+    )
+    train_cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        sampling_prob=args.sampling_prob,
+        target_accuracy=args.target_accuracy,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    out = args.out or default_checkpoint_path()
+    started = time.perf_counter()
+    with _StopOnInterrupt() as stop:
+        checkpoint, result = train_new(
+            data_cfg, model_cfg, train_cfg, _progress_printer(sys.stderr), stop
+        )
+    checkpoint.save(out)
+    final = result.final
+    if result.message:
+        print(result.message, file=sys.stderr)
+    print(f"saved {out}", file=sys.stderr)
+    summary = {
+        "epochs": len(result.history),
+        "steps": int(final.get("step", 0)),
+        "train_seconds": round(result.seconds, 3),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "held_out_exact_match": final.get("held_out_exact_match"),
+        "held_out_teacher_forced_exact_match": final.get(
+            "held_out_teacher_forced_exact_match"
+        ),
+        "loss": final.get("loss"),
+        "stop_reason": result.stop_reason,
+        "checkpoint": str(out),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{summary['epochs']} epochs in {summary['train_seconds']:.2f}s, held-out "
+            f"exact match {final.get('held_out_exact_match', 0):.2%}; saved {out}"
+        )
+    return EXIT_REFUSED if result.stop_reason == "diverged" else EXIT_OK
+
+
+# --- convert and evaluate -----------------------------------------------------
+
+
+def _converter(path: Path | None) -> Converter:
+    if path is not None:
+        return Converter.from_path(path)
+    if not default_checkpoint_path().exists():
+        print(
+            f"no default model yet: training one ({default_checkpoint_path()})",
+            file=sys.stderr,
+        )
+    return Converter.default(on_progress=_progress_printer(sys.stderr))
+
+
+def _lines(stream: TextIO) -> Iterator[str]:
+    for line in stream:
+        yield line.rstrip("\r\n")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    if args.beam < 1:
+        print("error: --beam must be at least 1", file=sys.stderr)
+        return EXIT_UNUSABLE
+    converter = _converter(args.checkpoint)
+    if args.dates:
+        inputs: Iterator[str] = iter(args.dates)
+        chunk = 8192
+    else:
+        # Undecodable bytes become U+FFFD and are then refused as non-ASCII.
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        inputs = _lines(stdin)
+        chunk = 1 if sys.stdin.isatty() else 8192  # answer a typing user at once
+    refused = False
+    out = sys.stdout
+    for n, result in enumerate(converter.convert_many(inputs, args.beam, chunk), 1):
+        usable = result.error is None and result.warning is None
+        refused |= not usable
+        out.write(_format(result, args.json) + "\n")
+        if n % chunk == 0:
+            out.flush()
+    out.flush()
+    return EXIT_REFUSED if refused else EXIT_OK
+
+
+def _format(result: Conversion, as_json: bool) -> str:
+    # A date outside the trained window is refused here: its century is a guess.
+    problem = result.error or result.warning
+    if as_json:
+        if problem:
+            return json.dumps({"input": result.input, "error": problem})
+        attention = (
+            [[round(w, 6) for w in row] for row in result.attention]
+            if result.attention is not None
+            else None
+        )
+        return json.dumps(
+            {
+                "input": result.input,
+                "output": result.output,
+                "expected": result.expected,
+                "correct": result.correct,
+                "tokens": list(result.tokens),
+                "attention": attention,
+            },
+            ensure_ascii=False,
+        )
+    return f"{result.input}\t{'error: ' + problem if problem else result.output}"
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    converter = _converter(args.checkpoint)
+    if args.all_dates:
+        days, split_name = converter.window.dates(), "all dates"
+    else:
+        days, split_name = converter.held_out_days(), "held-out"
+    if not days:
+        print("error: the checkpoint's held-out split is empty", file=sys.stderr)
+        return EXIT_UNUSABLE
+    started = time.perf_counter()
+    metrics = converter.evaluate(days, args.beam)
+    metrics["seconds"] = round(time.perf_counter() - started, 3)
+    metrics["wrong"] = round(metrics["count"] * (1 - metrics["exact_match"]))
+    if args.json:
+        print(json.dumps({"split": split_name, **metrics}))
+        return EXIT_OK
+    window: Window = converter.window
+    print(f"{split_name}: {metrics['count']} dates ({window.describe()})")
+    for name, value in metrics.items():
+        if name not in ("count", "seconds", "wrong"):
+            print(
+                f"  {name:<16} {value:.4%}"
+                if name != "bleu"
+                else f"  {name:<16} {value:.4f}"
+            )
+    print(f"  wrong            {metrics['wrong']}")
+    return EXIT_OK

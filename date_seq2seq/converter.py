@@ -1,0 +1,230 @@
+"""The facade the CLI and the app use: get a model, check input, convert dates.
+
+Nothing outside this module needs to touch tensors: a `Conversion` carries the
+output, the correct answer, the tokens and the attention as plain Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from .data import (
+    InputError,
+    Pairs,
+    Window,
+    check_source,
+    encode_sources,
+    split,
+    target_text,
+    target_tokens,
+    task_vocabulary,
+)
+from .decoding import TraceStep, decode, trace
+from .metrics import summarize
+from .model import Seq2Seq
+from .training import Progress, TrainResult, fit
+
+log = logging.getLogger(__name__)
+
+
+def default_checkpoint_path() -> Path:
+    """Where the default model lives: $DATE_SEQ2SEQ_HOME or the user's cache."""
+    home = os.environ.get("DATE_SEQ2SEQ_HOME")
+    if home:
+        return Path(home) / "default.pt"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "date_seq2seq" / "default.pt"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The answer for one input; exactly one of output and error is set."""
+
+    input: str
+    output: str | None = None
+    expected: str | None = None  # the right answer, when the date is in the window
+    tokens: tuple[str, ...] = ()
+    expected_tokens: tuple[str, ...] | None = None
+    attention: tuple[tuple[float, ...], ...] | None = None  # (tokens, source chars)
+    error: str | None = None  # why the input was not converted
+    warning: str | None = None  # converted, but the answer cannot be trusted
+    kind: str = "ok"  # ok | malformed | impossible | outside_window
+
+    @property
+    def correct(self) -> bool | None:
+        """Whether the output is right; None when there is no known answer."""
+        if self.output is None or self.expected is None:
+            return None
+        return self.output == self.expected
+
+    def token_correct(self) -> list[bool] | None:
+        """Per output token: does it match the expected token at that position?"""
+        if self.expected_tokens is None:
+            return None
+        want = self.expected_tokens
+        return [i < len(want) and t == want[i] for i, t in enumerate(self.tokens)]
+
+
+def train_new(
+    data_config: DataConfig | None = None,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[ckpt.Checkpoint, TrainResult]:
+    """Build data and a fresh model from configs, train it, package a checkpoint."""
+    data_config = data_config or DataConfig()
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    vocab = task_vocabulary()
+    if model_config.vocab_size != len(vocab):
+        raise ValueError(f"vocab_size must be {len(vocab)} for this task")
+    train_days, held_days = split(data_config)
+    torch.manual_seed(train_config.seed)  # initialisation only; fit seeds the rest
+    model = Seq2Seq(model_config, pad_id=vocab.pad_id)
+    result = fit(
+        model,
+        Pairs.from_days(train_days, vocab),
+        Pairs.from_days(held_days, vocab),
+        train_config,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        max_len=DecodeConfig().max_len,
+    )
+    checkpoint = ckpt.Checkpoint(
+        model, vocab, data_config, train_config, history=result.history
+    )
+    return checkpoint, result
+
+
+class Converter:
+    """Convert `yy-mm-dd` strings with one trained model."""
+
+    def __init__(
+        self, checkpoint: ckpt.Checkpoint, decode_config: DecodeConfig | None = None
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model.eval()
+        self.vocab = checkpoint.vocab
+        self.window = Window.from_config(checkpoint.data_config)
+        self.decode_config = decode_config or DecodeConfig()
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> Converter:
+        """Load a checkpoint file; raises CheckpointError saying why it is unusable."""
+        return cls(ckpt.load(path))
+
+    @classmethod
+    def default(
+        cls, on_progress: Callable[[Progress], None] | None = None
+    ) -> Converter:
+        """Load the default model, training and saving it first if there is none."""
+        path = default_checkpoint_path()
+        if not path.exists():
+            log.info("no default model at %s: training one", path)
+            checkpoint, _ = train_new(on_progress=on_progress)
+            checkpoint.save(path)
+        return cls.from_path(path)
+
+    def convert(self, text: str, beam_size: int = 1) -> Conversion:
+        """Convert one input string."""
+        return next(self.convert_many([text], beam_size))
+
+    def convert_many(
+        self, texts: Iterable[str], beam_size: int = 1, chunk_size: int = 8192
+    ) -> Iterator[Conversion]:
+        """Convert inputs lazily, in order, chunk by chunk (bounded memory)."""
+        it = iter(texts)
+        while chunk := list(islice(it, chunk_size)):
+            yield from self._convert_chunk(chunk, beam_size)
+
+    def _convert_chunk(self, texts: list[str], beam_size: int) -> list[Conversion]:
+        checked: list[tuple[str, dt.date | None, InputError | None]] = []
+        for text in texts:
+            shown = text.strip() if isinstance(text, str) else repr(text)
+            try:
+                checked.append((shown, check_source(text, self.window), None))
+            except InputError as e:
+                checked.append((shown, None, e))
+        runnable = [
+            i
+            for i, (_, _, e) in enumerate(checked)
+            if e is None or e.kind == "outside_window"
+        ]
+        results: list[Conversion | None] = [None] * len(texts)
+        if runnable:
+            src = encode_sources([checked[i][0] for i in runnable], self.vocab)
+            out = decode(self.model, src, self.decode_config.max_len, beam_size)
+            for row, i in enumerate(runnable):
+                results[i] = self._conversion(
+                    checked[i], out.ids[row], out.attention, row
+                )
+        for i, (shown, _, error) in enumerate(checked):
+            if results[i] is None:
+                assert error is not None, "an unconverted input must have an error"
+                results[i] = Conversion(shown, error=error.message, kind=error.kind)
+        return results  # type: ignore[return-value]
+
+    def _conversion(
+        self,
+        checked: tuple[str, dt.date | None, InputError | None],
+        ids: torch.Tensor,
+        attention: torch.Tensor | None,
+        row: int,
+    ) -> Conversion:
+        shown, day, error = checked
+        tokens = self.vocab.decode(ids.tolist())
+        weights = None
+        if attention is not None:
+            weights = tuple(tuple(r) for r in attention[row, : len(tokens)].tolist())
+        return Conversion(
+            input=shown,
+            output="".join(tokens),
+            expected=target_text(day) if day else None,
+            tokens=tuple(tokens),
+            expected_tokens=tuple(target_tokens(day)) if day else None,
+            attention=weights,
+            warning=error.message if error else None,
+            kind=error.kind if error else "ok",
+        )
+
+    def trace(
+        self, text: str, top_k: int | None = None, force: dict[int, int] | None = None
+    ) -> list[TraceStep]:
+        """Step through one conversion; raises InputError for an unusable input."""
+        try:
+            check_source(text, self.window)
+        except InputError as e:
+            if e.kind != "outside_window":
+                raise
+        src = encode_sources([text.strip()], self.vocab)[0]
+        k = top_k or self.decode_config.top_k
+        return trace(self.model, src, self.vocab, self.decode_config.max_len, k, force)
+
+    def evaluate(
+        self, days: Iterable[dt.date], beam_size: int = 1, chunk_size: int = 8192
+    ) -> dict[str, float]:
+        """Return metrics for converting the given dates (see metrics.summarize)."""
+        preds, refs = [], []
+        it = iter(days)
+        while chunk := list(islice(it, chunk_size)):
+            texts = [f"{d.year % 100:02d}-{d.month:02d}-{d.day:02d}" for d in chunk]
+            src = encode_sources(texts, self.vocab)
+            out = decode(self.model, src, self.decode_config.max_len, beam_size)
+            preds += [self.vocab.decode(r) for r in out.ids.tolist()]
+            refs += [target_tokens(d) for d in chunk]
+        return summarize(preds, refs)
+
+    def held_out_days(self) -> list[dt.date]:
+        """Return the held-out dates this model's data config draws."""
+        return split(self.checkpoint.data_config)[1]

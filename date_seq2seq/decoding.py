@@ -1,0 +1,192 @@
+"""Autoregressive decoding: greedy, beam search and a step-by-step trace.
+
+Free functions that take the model, as in JoeyNMT's `search.py`: the model
+only knows how to encode and take one step. Every decoder stops a sequence at
+its <EOS> (the tutorials ran a fixed 11 steps) and pads the finished rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from .model import Seq2Seq, State
+from .vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class Decoded:
+    ids: torch.Tensor  # (batch, steps): output ids, <EOS> included, <PAD> after it
+    attention: torch.Tensor | None  # (batch, steps, src_len) softmax weights
+    scores: torch.Tensor  # (batch,) total log-probability of each output
+
+
+def _select_state(state: State, index: torch.Tensor) -> State:
+    h, c = state
+    return h[:, index], (c[:, index] if c is not None else None)
+
+
+@torch.no_grad()
+def greedy(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    max_len: int,
+    src_lengths: torch.Tensor | None = None,
+) -> Decoded:
+    """Decode a batch greedily. src (batch, src_len) -> Decoded."""
+    pad_id, bos_id, eos_id = Vocabulary.pad_id, Vocabulary.bos_id, Vocabulary.eos_id
+    memory, state = model.encode(src, src_lengths)
+    batch = src.size(0)
+    prev = torch.full((batch,), bos_id, dtype=torch.long)
+    finished = torch.zeros(batch, dtype=torch.bool)
+    total = torch.zeros(batch)
+    ids, weights = [], []
+    for _ in range(max_len):
+        out = model.decode_step(prev, state, memory)
+        logp = torch.log_softmax(out.logits, dim=-1)  # (batch, vocab)
+        best, token = logp.max(dim=-1)
+        token = token.masked_fill(finished, pad_id)
+        total += best.masked_fill(finished, 0.0)
+        ids.append(token)
+        if out.attended is not None:
+            weights.append(out.attended.weights[:, 0])
+        finished |= token == eos_id
+        prev, state = token, out.state
+        if bool(finished.all()):
+            break
+    attention = torch.stack(weights, dim=1) if weights else None
+    return Decoded(torch.stack(ids, dim=1), attention, total)
+
+
+@torch.no_grad()
+def beam_search(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    beam_size: int,
+    max_len: int,
+    src_lengths: torch.Tensor | None = None,
+) -> Decoded:
+    """Decode a batch keeping the beam_size best prefixes; 1 is greedy.
+
+    Scores are summed log-probabilities. A finished hypothesis carries its score
+    on unchanged, emitting <PAD>; decoding ends when every kept one has ended.
+    """
+    pad_id, bos_id, eos_id = Vocabulary.pad_id, Vocabulary.bos_id, Vocabulary.eos_id
+    k = beam_size
+    memory, state = model.encode(src, src_lengths)
+    batch = src.size(0)
+    rows = torch.arange(batch).repeat_interleave(k)  # (batch * k,)
+    memory = type(memory)(*(t[rows] for t in memory))
+    state = _select_state(state, rows)
+    vocab = model.cfg.vocab_size
+    scores = torch.full((batch, k), float("-inf"))
+    scores[:, 0] = 0.0  # all beams start as the same empty prefix: keep one
+    prev = torch.full((batch * k,), bos_id, dtype=torch.long)
+    finished = torch.zeros(batch * k, dtype=torch.bool)
+    tokens = torch.empty((batch * k, 0), dtype=torch.long)
+    weights: torch.Tensor | None = None
+    for _ in range(max_len):
+        out = model.decode_step(prev, state, memory)
+        logp = torch.log_softmax(out.logits, dim=-1)  # (batch * k, vocab)
+        ended = torch.full_like(logp, float("-inf"))
+        ended[:, pad_id] = 0.0
+        logp = torch.where(finished[:, None], ended, logp)
+        candidates = (scores.reshape(-1, 1) + logp).reshape(batch, k * vocab)
+        scores, flat_index = candidates.topk(k, dim=-1)  # (batch, k)
+        origin = (torch.arange(batch)[:, None] * k + flat_index // vocab).reshape(-1)
+        token = (flat_index % vocab).reshape(-1)  # (batch * k,)
+        tokens = torch.cat([tokens[origin], token[:, None]], dim=1)
+        if out.attended is not None:
+            step_w = out.attended.weights[origin]  # (batch * k, 1, src_len)
+            weights = (
+                step_w
+                if weights is None
+                else torch.cat([weights[origin], step_w], dim=1)
+            )
+        finished = finished[origin] | (token == eos_id)
+        state = _select_state(out.state, origin)
+        prev = token
+        if bool(finished.all()):
+            break
+    best = scores.argmax(dim=-1)  # (batch,)
+    pick = torch.arange(batch) * k + best
+    return Decoded(
+        tokens[pick],
+        weights[pick] if weights is not None else None,
+        scores[torch.arange(batch), best],
+    )
+
+
+def decode(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    max_len: int,
+    beam_size: int = 1,
+    src_lengths: torch.Tensor | None = None,
+) -> Decoded:
+    """Greedy for beam_size 1, beam search otherwise."""
+    if beam_size == 1:
+        return greedy(model, src, max_len, src_lengths)
+    return beam_search(model, src, beam_size, max_len, src_lengths)
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """What the decoder did at one step, for one input."""
+
+    fed: str  # the token fed in (the previous output, or <GO>)
+    chosen: str  # the token emitted
+    forced: bool  # the chosen token was imposed, not the model's argmax
+    top: list[tuple[str, float]]  # top-k candidates with probabilities
+    query: list[float]  # h_{t-1}, (dec_hidden,)
+    scores: list[float] | None  # raw attention scores, (src_len,)
+    weights: list[float] | None  # softmax attention weights, (src_len,)
+    context: list[float] | None  # weighted sum of encoder outputs, (enc_hidden,)
+
+
+@torch.no_grad()
+def trace(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    vocab: Vocabulary,
+    max_len: int,
+    top_k: int = 3,
+    force: Mapping[int, int] | None = None,
+) -> list[TraceStep]:
+    """Decode ONE source (src_len,) greedily, recording every step.
+
+    `force` maps a step number to a token id emitted there instead of the
+    argmax, so a learner can push the decoder off course and watch it recover.
+    """
+    force = dict(force or {})
+    memory, state = model.encode(src[None])
+    prev = torch.tensor([vocab.bos_id])
+    steps: list[TraceStep] = []
+    k = min(top_k, len(vocab))
+    for t in range(max_len):
+        out = model.decode_step(prev, state, memory)
+        probs = torch.softmax(out.logits[0], dim=-1)  # (vocab,)
+        top_p, top_i = probs.topk(k)
+        token = force.get(t, int(top_i[0]))
+        att = out.attended
+        steps.append(
+            TraceStep(
+                fed=vocab.tokens[int(prev[0])],
+                chosen=vocab.tokens[token],
+                forced=t in force and token != int(top_i[0]),
+                top=[
+                    (vocab.tokens[int(i)], float(p))
+                    for p, i in zip(top_p, top_i, strict=True)
+                ],
+                query=out.query[0].tolist(),
+                scores=att.scores[0, 0].tolist() if att is not None else None,
+                weights=att.weights[0, 0].tolist() if att is not None else None,
+                context=att.context[0, 0].tolist() if att is not None else None,
+            )
+        )
+        if token == vocab.eos_id:
+            break
+        prev, state = torch.tensor([token]), out.state
+    return steps

@@ -1,0 +1,221 @@
+"""Training: teacher forcing (fused) or scheduled sampling (stepwise), Adam, clipping.
+
+`fit` reports through a callback and asks `should_stop` at every step boundary,
+so the CLI and the app render the same events and either can stop a run and
+keep the model trained so far. A non-finite loss ends training with the last
+good weights restored, not with a model full of NaNs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .data import Pairs
+from .decoding import greedy
+from .metrics import id_exact_matches
+from .model import Seq2Seq
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One training event: every step ("step") and every epoch's end ("epoch")."""
+
+    kind: str  # "step" | "epoch"
+    step: int  # optimizer steps so far
+    epoch: int  # 1-based epoch this event belongs to
+    total_steps: int  # steps if every epoch runs
+    loss: float  # per-token loss: of this step, or the epoch's mean
+    seconds: float  # training time so far
+    metrics: dict[str, float] | None = None  # held-out metrics, at epoch ends
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)  # one per epoch
+    step_losses: list[float] = field(default_factory=list)
+    stop_reason: str = "epochs"  # epochs | target | requested | diverged
+    message: str = ""
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor, tgt_out: torch.Tensor, pad_id: int
+) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over real tokens only.
+
+    Args:
+        logits: (batch, tgt_len, vocab); tgt_out: (batch, tgt_len), pad_id past the end.
+    Returns:
+        the per-token loss and the number of tokens it averages.
+    """
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        tgt_out.reshape(-1),
+        ignore_index=pad_id,
+        reduction="sum",
+    )
+    count = int((tgt_out != pad_id).sum())
+    return total / max(count, 1), count
+
+
+def sampled_logits(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    tgt_in: torch.Tensor,
+    sampling_prob: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Decode stepwise, feeding the model's own argmax with sampling_prob per token.
+
+    Returns logits (batch, tgt_len, vocab). With sampling_prob 0 this equals the
+    fused teacher-forced path, only slower.
+    """
+    memory, state = model.encode(src)
+    prev = tgt_in[:, 0]
+    steps = []
+    for t in range(tgt_in.size(1)):
+        out = model.decode_step(prev, state, memory)
+        steps.append(out.logits)
+        state = out.state
+        if t + 1 < tgt_in.size(1):
+            own = out.logits.argmax(dim=-1)
+            coin = torch.rand(prev.shape, generator=generator) < sampling_prob
+            # Never replace padding: a finished sequence stays finished.
+            coin &= tgt_in[:, t + 1] != model.pad_id
+            prev = torch.where(coin, own, tgt_in[:, t + 1])
+    return torch.stack(steps, dim=1)
+
+
+@torch.no_grad()
+def evaluate_pairs(model: Seq2Seq, pairs: Pairs, max_len: int) -> dict[str, float]:
+    """Held-out loss and exact match, teacher-forced and free-running."""
+    was_training = model.training
+    model.eval()
+    tgt_in, tgt_out = pairs.tgt[:, :-1], pairs.tgt[:, 1:]
+    logits, _ = model(pairs.src, tgt_in)
+    loss, _ = masked_cross_entropy(logits, tgt_out, model.pad_id)
+    real = tgt_out != model.pad_id
+    tf_exact = ((logits.argmax(-1) == tgt_out) | ~real).all(dim=1)
+    free = greedy(model, pairs.src, max_len).ids
+    free_exact = id_exact_matches(free, tgt_out, model.pad_id)
+    model.train(was_training)
+    return {
+        "held_out_loss": float(loss),
+        "held_out_exact_match": float(free_exact.float().mean()),
+        "held_out_teacher_forced_exact_match": float(tf_exact.float().mean()),
+    }
+
+
+def fit(
+    model: Seq2Seq,
+    train: Pairs,
+    held_out: Pairs,
+    cfg: TrainConfig,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_len: int = 12,
+) -> TrainResult:
+    """Train model in place; return the history and why training ended."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    n = len(train)
+    per_epoch = math.ceil(n / cfg.batch_size)
+    result = TrainResult()
+    good = copy.deepcopy(model.state_dict())
+    start = time.perf_counter()
+    step = 0
+    reached_at: int | None = None
+    model.train()
+    for epoch in range(1, cfg.epochs + 1):
+        order = torch.randperm(n, generator=gen)
+        epoch_loss = epoch_tokens = 0.0
+        for first in range(0, n, cfg.batch_size):
+            if should_stop is not None and should_stop():
+                result.stop_reason, result.message = "requested", "stopped on request"
+                break
+            index = order[first : first + cfg.batch_size]
+            src, tgt = train.src[index], train.tgt[index]
+            tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
+            if cfg.sampling_prob > 0:
+                logits = sampled_logits(model, src, tgt_in, cfg.sampling_prob, gen)
+            else:
+                logits, _ = model(src, tgt_in)
+            loss, count = masked_cross_entropy(logits, tgt_out, model.pad_id)
+            if not torch.isfinite(loss.detach()):
+                model.load_state_dict(good)
+                result.stop_reason = "diverged"
+                result.message = (
+                    f"the loss became {float(loss.detach())} at step {step + 1}; "
+                    "training "
+                    "stopped and the last good weights were restored (try a lower "
+                    "learning rate)"
+                )
+                log.warning(result.message)
+                break
+            good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            optimizer.step()
+            step += 1
+            loss_value = float(loss.detach())
+            result.step_losses.append(loss_value)
+            epoch_loss += loss_value * count
+            epoch_tokens += count
+            if on_progress is not None:
+                on_progress(
+                    Progress(
+                        "step", step, epoch, per_epoch * cfg.epochs, loss_value,
+                        time.perf_counter() - start,
+                    )
+                )  # fmt: skip
+        if epoch_tokens == 0:  # stopped before this epoch's first step
+            break
+        scheduler.step()
+        metrics = evaluate_pairs(model, held_out, max_len) if len(held_out) else {}
+        result.seconds = time.perf_counter() - start
+        record = {
+            "epoch": epoch,
+            "step": step,
+            "loss": epoch_loss / epoch_tokens,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": result.seconds,
+            **metrics,
+        }
+        result.history.append(record)
+        if on_progress is not None:
+            on_progress(
+                Progress(
+                    "epoch", step, epoch, per_epoch * cfg.epochs, record["loss"],
+                    result.seconds, metrics,
+                )
+            )  # fmt: skip
+        if result.stop_reason in ("requested", "diverged"):
+            break
+        if metrics.get("held_out_exact_match", 0.0) >= cfg.target_accuracy:
+            reached_at = reached_at or epoch
+            if epoch - reached_at >= cfg.patience:
+                result.stop_reason = "target"
+                result.message = f"held-out exact match reached {cfg.target_accuracy}"
+                break
+        else:
+            reached_at = None
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
