@@ -75,6 +75,76 @@ class Conversion:
         return [i < len(want) and t == want[i] for i, t in enumerate(self.tokens)]
 
 
+class Trainer:
+    """One training run built from configs, whose model survives an interruption.
+
+    `run` may end by an exception raised in `on_progress` (the app's script is
+    interrupted that way): the model keeps the steps it took and `checkpoint()`
+    packages it, with the history recorded so far.
+    """
+
+    def __init__(
+        self,
+        data_config: DataConfig | None = None,
+        model_config: ModelConfig | None = None,
+        train_config: TrainConfig | None = None,
+    ) -> None:
+        self.data_config = data_config or DataConfig()
+        self.model_config = model_config or ModelConfig()
+        self.train_config = train_config or TrainConfig()
+        self.vocab = task_vocabulary()
+        if self.model_config.vocab_size != len(self.vocab):
+            raise ValueError(f"vocab_size must be {len(self.vocab)} for this task")
+        train_days, held_days = split(self.data_config)
+        self.train_pairs = Pairs.from_days(train_days, self.vocab)
+        self.held_out_pairs = Pairs.from_days(held_days, self.vocab)
+        torch.manual_seed(self.train_config.seed)  # initialisation; fit seeds the rest
+        self.model = Seq2Seq(self.model_config, pad_id=self.vocab.pad_id)
+        self.history: list[dict[str, float]] = []
+        self.steps = 0
+
+    def run(
+        self,
+        on_progress: Callable[[Progress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        eval_every: int = 0,
+    ) -> TrainResult:
+        """Train to the end, a stop request, or divergence."""
+
+        def record(event: Progress) -> None:
+            self.steps = event.step
+            if event.kind == "epoch":
+                self.history.append({"epoch": event.epoch, "step": event.step,
+                                     "loss": event.loss, "seconds": event.seconds,
+                                     **(event.metrics or {})})  # fmt: skip
+            if on_progress is not None:
+                on_progress(event)
+
+        result = fit(
+            self.model,
+            self.train_pairs,
+            self.held_out_pairs,
+            self.train_config,
+            on_progress=record,
+            should_stop=should_stop,
+            max_len=DecodeConfig().max_len,
+            eval_every=eval_every,
+        )
+        self.history = result.history
+        return result
+
+    def checkpoint(self) -> ckpt.Checkpoint:
+        """Package the model as it is now, with the history so far."""
+        self.model.eval()
+        return ckpt.Checkpoint(
+            self.model,
+            self.vocab,
+            self.data_config,
+            self.train_config,
+            history=list(self.history),
+        )
+
+
 def train_new(
     data_config: DataConfig | None = None,
     model_config: ModelConfig | None = None,
@@ -83,28 +153,9 @@ def train_new(
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[ckpt.Checkpoint, TrainResult]:
     """Build data and a fresh model from configs, train it, package a checkpoint."""
-    data_config = data_config or DataConfig()
-    model_config = model_config or ModelConfig()
-    train_config = train_config or TrainConfig()
-    vocab = task_vocabulary()
-    if model_config.vocab_size != len(vocab):
-        raise ValueError(f"vocab_size must be {len(vocab)} for this task")
-    train_days, held_days = split(data_config)
-    torch.manual_seed(train_config.seed)  # initialisation only; fit seeds the rest
-    model = Seq2Seq(model_config, pad_id=vocab.pad_id)
-    result = fit(
-        model,
-        Pairs.from_days(train_days, vocab),
-        Pairs.from_days(held_days, vocab),
-        train_config,
-        on_progress=on_progress,
-        should_stop=should_stop,
-        max_len=DecodeConfig().max_len,
-    )
-    checkpoint = ckpt.Checkpoint(
-        model, vocab, data_config, train_config, history=result.history
-    )
-    return checkpoint, result
+    trainer = Trainer(data_config, model_config, train_config)
+    result = trainer.run(on_progress, should_stop)
+    return trainer.checkpoint(), result
 
 
 class Converter:
@@ -123,6 +174,11 @@ class Converter:
     def from_path(cls, path: str | Path) -> Converter:
         """Load a checkpoint file; raises CheckpointError saying why it is unusable."""
         return cls(ckpt.load(path))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Converter:
+        """Load checkpoint bytes (an upload); raises CheckpointError if unusable."""
+        return cls(ckpt.load(raw))
 
     @classmethod
     def default(

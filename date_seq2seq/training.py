@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Progress:
-    """One training event: every step ("step") and every epoch's end ("epoch")."""
+    """One training event: each step, each `eval_every` steps, each epoch's end."""
 
-    kind: str  # "step" | "epoch"
+    kind: str  # "step" | "eval" | "epoch"
     step: int  # optimizer steps so far
     epoch: int  # 1-based epoch this event belongs to
     total_steps: int  # steps if every epoch runs
@@ -129,8 +129,13 @@ def fit(
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     max_len: int = 12,
+    eval_every: int = 0,
 ) -> TrainResult:
-    """Train model in place; return the history and why training ended."""
+    """Train model in place; return the history and why training ended.
+
+    With eval_every > 0, held-out metrics are also reported every that many
+    steps (kind "eval"), so a live chart has more than one point per epoch.
+    """
     gen = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
@@ -185,6 +190,14 @@ def fit(
                         time.perf_counter() - start,
                     )
                 )  # fmt: skip
+                if eval_every and step % eval_every == 0 and len(held_out):
+                    metrics = evaluate_pairs(model, held_out, max_len)
+                    on_progress(
+                        Progress(
+                            "eval", step, epoch, per_epoch * cfg.epochs, loss_value,
+                            time.perf_counter() - start, metrics,
+                        )
+                    )  # fmt: skip
         if epoch_tokens == 0:  # stopped before this epoch's first step
             break
         scheduler.step()
