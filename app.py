@@ -266,7 +266,7 @@ def convert_ui(converter: Converter) -> None:
             st.success("Right, token for token.", icon=":material/check:")
         elif result.correct is False:
             wrong = sum(not ok for ok in result.token_correct() or [])
-            st.error(f"Wrong: {wrong} token(s) differ (marked red).")
+            st.markdown(f":red[**Wrong:** {wrong} token(s) differ, marked red.]")
 
     if result.attention is None:
         st.info("This model has no attention, so there is no heatmap to show.")
