@@ -47,7 +47,10 @@ def default_converter(path: str, mtime: float) -> Converter:
 
 def train_default_ui() -> None:
     """Train and save the default model, with a progress bar (first start only)."""
-    st.info("No default model yet: training one now (a few seconds, first start only).")
+    note = st.empty()
+    note.info(
+        "No default model yet: training one now (a few seconds, first start only)."
+    )
     bar = st.progress(0.0, text="Training the default model")
 
     def show(event: Progress) -> None:
@@ -62,6 +65,7 @@ def train_default_ui() -> None:
     trainer.run(on_progress=show)
     trainer.checkpoint().save(default_checkpoint_path())
     bar.empty()
+    note.empty()
 
 
 def init_state() -> None:
@@ -405,10 +409,12 @@ def run_training(configs: tuple[DataConfig, ModelConfig, TrainConfig]) -> None:
             return
         last_draw[0] = now
         exact = evals[-1]["held_out_exact_match"] if evals else 0.0
+        # Training ends at the target accuracy, so that is the progress to show.
         bar.progress(
-            min(1.0, event.step / event.total_steps),
+            min(1.0, exact / max(train_cfg.target_accuracy, 1e-9)),
             text=f"Epoch {event.epoch}, step {event.step}: loss {event.loss:.4f}, "
-            f"held-out exact match {exact:.1%}",
+            f"held-out exact match {exact:.1%} (stops at "
+            f"{train_cfg.target_accuracy:.0%} or after {train_cfg.epochs} epochs)",
         )
         draw_curves(loss_slot, accuracy_slot)
 

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import torch
 
 from .config import DataConfig, ModelConfig, TrainConfig, from_dict
-from .data import task_vocabulary
+from .data import Window, task_vocabulary
 from .model import Seq2Seq
 from .vocab import Vocabulary
 
@@ -155,7 +155,14 @@ def _validate(obj: object) -> Checkpoint:
     history = obj["history"]
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise CheckpointError("bad training history in checkpoint")
-    model = Seq2Seq(model_cfg, pad_id=vocab.pad_id)
+    try:
+        Window.from_config(data_cfg)
+    except ValueError as e:
+        raise CheckpointError(f"bad date window in checkpoint: {e}") from None
+    try:
+        model = Seq2Seq(model_cfg, pad_id=vocab.pad_id)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"the model cannot be built: {e}") from None
     _check_weights(model, obj["state_dict"])
     model.load_state_dict(obj["state_dict"])
     model.eval()

@@ -12,7 +12,15 @@ from typing import Any, TypeVar
 ATTENTION_KINDS = ("none", "dot", "general", "additive")
 CELL_KINDS = ("lstm", "gru")
 
+MAX_SIZE = (
+    1024  # embedding and hidden sizes: far above need, bounds a checkpoint's cost
+)
+
 T = TypeVar("T")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
@@ -61,12 +69,13 @@ class ModelConfig:
             raise ValueError(
                 f"attention must be one of {ATTENTION_KINDS}, not {self.attention!r}"
             )
-        for name in ("vocab_size", "embedding_dim", "encoder_hidden", "decoder_hidden"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer")
-        if not 1 <= self.num_layers <= 8:
-            raise ValueError("num_layers must be between 1 and 8")
-        if not 0.0 <= self.dropout < 1.0:
+        for name, most in (("vocab_size", 1000), ("embedding_dim", MAX_SIZE),
+                           ("encoder_hidden", MAX_SIZE), ("decoder_hidden", MAX_SIZE),
+                           ("num_layers", 8)):  # fmt: skip
+            value = getattr(self, name)
+            if not _is_int(value) or not 1 <= value <= most:
+                raise ValueError(f"{name} must be an integer from 1 to {most}")
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
         if self.attention == "dot" and self.encoder_hidden != self.decoder_hidden:
             raise ValueError(
@@ -89,10 +98,15 @@ class TrainConfig:
     seed: int = 0  # initialisation, shuffling, dropout and sampling
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        if not self.lr > 0:
-            raise ValueError("lr must be positive")
+        for name in ("epochs", "batch_size", "patience", "seed"):
+            if not _is_int(getattr(self, name)):
+                raise ValueError(f"{name} must be an integer")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 0:
+            raise ValueError("epochs and batch_size must be >= 1, patience >= 0")
+        # Far above any useful rate; also refuses NaN and infinity, which
+        # overflow inside Adam rather than ending as a diverged run.
+        if not 0 < self.lr <= 1e6:
+            raise ValueError("lr must be in (0, 1e6]")
         if not 0.0 <= self.sampling_prob <= 1.0:
             raise ValueError("sampling_prob must be in [0, 1]")
         if not 0.0 <= self.target_accuracy <= 1.0:

@@ -69,16 +69,15 @@ def field_accuracy(preds: Sequence[Tokens], refs: Sequence[Tokens]) -> dict[str,
 def bleu(pred: Tokens, ref: Tokens, max_n: int = 4) -> float:
     """BLEU as d2l.ai defines it, with clipped n-gram matches.
 
-    exp(min(0, 1 - len_ref / len_pred)) * prod_n p_n ** (1 / 2**n), n = 1..max_n.
-    An n-gram order longer than the output scores p_n = 0 (d2l divides by zero).
+    exp(min(0, 1 - len_ref / len_pred)) * prod_n p_n ** (1 / 2**n), for n up to
+    min(max_n, len_pred) as d2l's code does, so a short output is scored by the
+    orders it has (and pays the brevity penalty) instead of dividing by zero.
     """
     pred, ref = list(pred), list(ref)
     if not pred:
         return 0.0
     score = math.exp(min(0.0, 1 - len(ref) / len(pred)))
-    for n in range(1, max_n + 1):
-        if len(pred) < n:
-            return 0.0
+    for n in range(1, min(max_n, len(pred)) + 1):
         ref_grams = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
         pred_grams = Counter(tuple(pred[i : i + n]) for i in range(len(pred) - n + 1))
         matches = sum(min(c, ref_grams[g]) for g, c in pred_grams.items())

@@ -133,9 +133,29 @@ def fit(
 ) -> TrainResult:
     """Train model in place; return the history and why training ended.
 
-    With eval_every > 0, held-out metrics are also reported every that many
-    steps (kind "eval"), so a live chart has more than one point per epoch.
+    Every random draw (shuffling, sampling, dropout) comes from cfg.seed: the
+    global RNG is seeded inside a fork, so the caller's state neither leaks in
+    nor is changed. With eval_every > 0, held-out metrics are also reported
+    every that many steps (kind "eval"), so a live chart has more than one
+    point per epoch.
     """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # nn.Dropout draws from the global RNG
+        return _fit(
+            model, train, held_out, cfg, on_progress, should_stop, max_len, eval_every
+        )
+
+
+def _fit(
+    model: Seq2Seq,
+    train: Pairs,
+    held_out: Pairs,
+    cfg: TrainConfig,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_len: int = 12,
+    eval_every: int = 0,
+) -> TrainResult:
     gen = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)

@@ -1,0 +1,379 @@
+"""The command line, end to end in real subprocesses, plus a few in-process checks.
+
+Every subprocess gets its own DATE_SEQ2SEQ_HOME. They are independent, so a
+module fixture starts them all at once (three at a time) and each test waits
+for the run it checks; the one real default training overlaps the rest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from date_seq2seq import checkpoint as ckpt
+from date_seq2seq import cli
+from date_seq2seq.config import DataConfig, ModelConfig
+from date_seq2seq.converter import Converter
+
+ROOT = Path(__file__).resolve().parents[1]
+VALID = ["24-11-22", "74-01-05", "99-12-31", "00-02-29"]
+REFUSED = ["24-02-30", "50-01-01", "2024-11-22"]
+MIXED = [VALID[0], REFUSED[0], VALID[1], REFUSED[1], VALID[2], REFUSED[2]]
+
+
+@dataclass(frozen=True)
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+
+def _cli(args: list[str], home: Path, stdin: bytes = b"") -> Run:
+    env = {**os.environ, "DATE_SEQ2SEQ_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "date_seq2seq", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        timeout=600,
+    )
+    return Run(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def _unusable_files(folder: Path, good: Path) -> dict[str, Path]:
+    folder.mkdir()
+    raw = good.read_bytes()
+    files = {
+        "missing": folder / "absent.pt",
+        "corrupt": folder / "corrupt.pt",
+        "truncated": folder / "truncated.pt",
+        "foreign": folder / "foreign.pt",
+    }
+    files["corrupt"].write_bytes(random.Random(1).randbytes(2048))
+    files["truncated"].write_bytes(raw[: len(raw) // 2])
+    torch.save({"model": {"w": torch.zeros(2)}, "epoch": 3}, files["foreign"])
+    return files
+
+
+class Runs:
+    """The module's subprocess runs by name, each with its own model home."""
+
+    def __init__(self, futures: dict[str, Future[Run]], homes: dict[str, Path]):
+        self.futures, self.homes = futures, homes
+
+    def __getitem__(self, name: str) -> Run:
+        return self.futures[name].result()
+
+
+@pytest.fixture(scope="module")
+def runs(
+    trained_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runs]:
+    root = tmp_path_factory.mktemp("cli")
+
+    def home(name: str) -> Path:
+        folder = root / name
+        folder.mkdir()
+        return folder
+
+    with_default = home("with-default")
+    shutil.copy(trained_path, with_default / "default.pt")
+    model = ["--checkpoint", str(trained_path)]
+    specs: dict[str, tuple[list[str], Path, bytes]] = {
+        # The slowest first: the one real training of the default model.
+        "first_start": (["convert", "24-11-22", "74-01-05"], home("empty"), b""),
+        "train": (
+            [
+                "train",
+                "--epochs",
+                "1",
+                "--train-size",
+                "300",
+                "--held-out-size",
+                "100",
+                "--out",
+                str(root / "out" / "small.pt"),
+                "--json",
+            ],
+            home("train"),
+            b"",
+        ),
+        "args": (["convert", *model, *MIXED], home("args"), b""),
+        "stdin_json": (
+            ["convert", *model, "--json"],
+            home("json"),
+            "\r\n".join(MIXED).encode(),
+        ),
+        "bad_utf8": (
+            ["convert", *model],
+            home("utf8"),
+            b"24-11-22\n\xff\xfe-11-22\n74-01-05\n",
+        ),
+        "beam": (
+            ["convert", *model, "--beam", "2", "--json", *VALID],
+            home("beam"),
+            b"",
+        ),
+        "evaluate": (["evaluate", *model, "--json"], home("evaluate"), b""),
+        "evaluate_all": (
+            ["evaluate", *model, "--all-dates", "--json"],
+            home("evaluate-all"),
+            b"",
+        ),
+        "default_stdin": (["convert"], with_default, "\n".join(VALID).encode() + b"\n"),
+    }
+    for name, path in _unusable_files(root / "bad", trained_path).items():
+        specs[f"unusable_{name}"] = (
+            ["convert", "--checkpoint", str(path), "24-11-22"],
+            home(f"bad-{name}"),
+            b"",
+        )
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(_cli, *spec) for name, spec in specs.items()}
+        yield Runs(futures, {name: spec[1] for name, spec in specs.items()})
+
+
+def _assert_clean(run: Run) -> None:
+    assert "Traceback" not in run.stderr, run.stderr
+
+
+def test_train_writes_a_checkpoint_and_a_json_summary(runs):
+    run = runs["train"]
+    _assert_clean(run)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.lines[-1])
+    assert summary["epochs"] == 1
+    assert isinstance(summary["train_seconds"], float) and summary["train_seconds"] > 0
+    assert 0.0 <= summary["held_out_exact_match"] <= 1.0
+    assert summary["steps"] == 10  # ceil(300 / 32)
+    path = Path(summary["checkpoint"])
+    assert path.name == "small.pt" and path.is_file()
+    loaded = ckpt.load(path)
+    assert loaded.data_config == DataConfig(train_size=300, held_out_size=100)
+    assert loaded.model.cfg == ModelConfig()
+    assert len(loaded.history) == 1
+    assert "epoch   1" in run.stderr and f"saved {path}" in run.stderr
+    assert [p.name for p in path.parent.iterdir()] == ["small.pt"]
+
+
+def test_convert_arguments_plain(runs, converter):
+    run = runs["args"]
+    _assert_clean(run)
+    assert run.returncode == 1  # some inputs were refused
+    assert len(run.lines) == len(MIXED)
+    for line, text in zip(run.lines, MIXED, strict=True):
+        result = converter.convert(text)
+        if text in VALID:
+            assert line == f"{text}\t{result.output}"
+        else:
+            assert line == f"{text}\terror: {result.error or result.warning}"
+    assert run.lines[0] == "24-11-22\t22/Nov/2024"
+
+
+def test_convert_stdin_json(runs):
+    run = runs["stdin_json"]
+    _assert_clean(run)
+    assert run.returncode == 1
+    rows = [json.loads(line) for line in run.lines]
+    assert [r["input"] for r in rows] == MIXED
+    for row in rows:
+        if row["input"] in REFUSED:
+            assert set(row) == {"input", "error"} and row["error"]
+            continue
+        assert set(row) == {
+            "input",
+            "output",
+            "expected",
+            "correct",
+            "tokens",
+            "attention",
+        }
+        assert "".join(row["tokens"]) == row["output"]
+        assert row["correct"] == (row["output"] == row["expected"])
+        assert len(row["attention"]) == len(row["tokens"])  # one row per token
+        for weights in row["attention"]:
+            assert len(weights) == len(row["input"])  # one column per character
+            assert abs(sum(weights) - 1.0) < 1e-4
+    assert rows[0]["expected"] == "22/Nov/2024"
+
+
+def test_invalid_utf8_on_stdin_is_an_error_line(runs):
+    run = runs["bad_utf8"]
+    _assert_clean(run)
+    assert run.returncode == 1
+    assert len(run.lines) == 3
+    assert run.lines[0] == "24-11-22\t22/Nov/2024"
+    assert run.lines[1].startswith("\ufffd\ufffd-11-22\terror: ")
+    assert run.lines[2].startswith("74-01-05\t") and "error" not in run.lines[2]
+
+
+def test_convert_with_a_beam(runs, trained):
+    run = runs["beam"]
+    _assert_clean(run)
+    assert run.returncode == 0
+    rows = [json.loads(line) for line in run.lines]
+    want = list(Converter(trained).convert_many(VALID, beam_size=2))
+    assert [r["output"] for r in rows] == [w.output for w in want]
+    assert all(len(r["attention"]) == len(r["tokens"]) for r in rows)
+
+
+@pytest.mark.parametrize("name", ["missing", "corrupt", "truncated", "foreign"])
+def test_an_unusable_checkpoint_exits_2_with_one_line(runs, name):
+    run = runs[f"unusable_{name}"]
+    _assert_clean(run)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert run.stderr.startswith("error: unusable checkpoint: ")
+
+
+def test_evaluate_held_out_json(runs):
+    run = runs["evaluate"]
+    _assert_clean(run)
+    assert run.returncode == 0
+    metrics = json.loads(run.lines[-1])
+    assert metrics["split"] == "held-out" and metrics["count"] == 200
+    assert metrics["exact_match"] >= 0.95
+    assert metrics["wrong"] == round(200 * (1 - metrics["exact_match"]))
+    for key in (
+        "token_accuracy",
+        "day_accuracy",
+        "month_accuracy",
+        "year_accuracy",
+        "bleu",
+    ):
+        assert 0.9 <= metrics[key] <= 1.0
+
+
+def test_evaluate_all_dates_json(runs):
+    run = runs["evaluate_all"]
+    _assert_clean(run)
+    assert run.returncode == 0
+    metrics = json.loads(run.lines[-1])
+    assert metrics["split"] == "all dates" and metrics["count"] == 22_280
+    assert metrics["exact_match"] >= 0.9
+    assert metrics["wrong"] == round(22_280 * (1 - metrics["exact_match"]))
+
+
+def test_convert_stdin_plain_with_the_existing_default_model(runs, converter):
+    run = runs["default_stdin"]
+    _assert_clean(run)
+    assert run.returncode == 0  # every input converted
+    assert run.lines == [f"{t}\t{converter.convert(t).output}" for t in VALID]
+    assert run.lines[0] == "24-11-22\t22/Nov/2024"
+    assert "training" not in run.stderr
+
+
+def test_first_start_trains_the_default_model(runs):
+    run = runs["first_start"]
+    _assert_clean(run)
+    assert run.returncode == 0, run.stderr
+    assert "no default model yet: training one" in run.stderr
+    assert "epoch   1" in run.stderr and "held-out exact" in run.stderr
+    assert run.lines == ["24-11-22\t22/Nov/2024", "74-01-05\t05/Jan/1974"]
+    saved = ckpt.load(runs.homes["first_start"] / "default.pt")
+    assert saved.data_config == DataConfig() and saved.model.cfg == ModelConfig()
+    assert saved.history and saved.history[-1]["held_out_exact_match"] >= 0.99
+
+
+# --- in-process: cheap argument and error paths -------------------------------------
+
+
+def test_a_beam_below_one_is_refused(trained_path, capsys):
+    assert (
+        cli.main(
+            ["convert", "--checkpoint", str(trained_path), "--beam", "0", "24-11-22"]
+        )
+        == 2
+    )
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == "error: --beam must be at least 1"
+
+
+def test_an_impossible_model_configuration_is_refused(tmp_path, capsys):
+    code = cli.main(
+        [
+            "train",
+            "--attention",
+            "dot",
+            "--hidden",
+            "5",
+            "--decoder-hidden",
+            "7",
+            "--out",
+            str(tmp_path / "x.pt"),
+        ]
+    )
+    assert code == 2
+    assert "dot attention" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_unknown_commands_are_usage_errors(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["translate", "24-11-22"])
+    assert info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_an_absurd_learning_rate_is_refused_before_training(tmp_path, capsys):
+    # The NaN guard itself is covered in test_training; here the CLI refuses a
+    # rate that would only overflow inside Adam.
+    out = tmp_path / "never.pt"
+    code = cli.main(["train", "--lr", "1e30", "--epochs", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "lr must be in" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_evaluate_plain_text(trained_path, capsys):
+    assert cli.main(["evaluate", "--checkpoint", str(trained_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "held-out: 200 dates (1 Jan 1974 to 31 Dec 2034)"
+    names = [line.split()[0] for line in lines[1:]]
+    assert names == [
+        "exact_match",
+        "token_accuracy",
+        "day_accuracy",
+        "month_accuracy",
+        "year_accuracy",
+        "bleu",
+        "wrong",
+    ]
+    assert lines[1].endswith("%") and not lines[6].endswith("%")
+
+
+def test_stdin_convert_in_process(trained_path, monkeypatch, capsys):
+    stdin = io.TextIOWrapper(io.BytesIO(b"24-11-22\n\n24-13-01\n"), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert cli.main(["convert", "--checkpoint", str(trained_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "24-11-22\t22/Nov/2024"
+    assert lines[1].startswith("\terror: empty input")
+    assert lines[2].startswith("24-13-01\terror: ") and "month 13" in lines[2]
+
+
+def test_a_float_layer_count_checkpoint_exits_2(trained_path, tmp_path, capsys):
+    saved = torch.load(trained_path, weights_only=True)
+    saved["model_config"]["num_layers"] = 1.0
+    path = tmp_path / "float.pt"
+    torch.save(saved, path)
+    assert cli.main(["convert", "--checkpoint", str(path), "24-11-22"]) == 2

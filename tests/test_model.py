@@ -1,0 +1,276 @@
+"""Model: shapes, the fused path equal to the step path, packing, initialisation."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from date_seq2seq.attention import Memory
+from date_seq2seq.config import ATTENTION_KINDS, CELL_KINDS, ModelConfig
+from date_seq2seq.model import Seq2Seq
+
+VOCAB, EMB, ENC, DEC = 11, 3, 5, 7
+BATCH, SRC_LEN, TGT_LEN = 2, 6, 4
+
+
+def _cfg(**overrides: object) -> ModelConfig:
+    values = {
+        "vocab_size": VOCAB,
+        "embedding_dim": EMB,
+        "encoder_hidden": ENC,
+        "decoder_hidden": DEC,
+        "attention": "general",
+        **overrides,
+    }
+    return ModelConfig(**values)
+
+
+def _model(seed: int = 0, **overrides: object) -> Seq2Seq:
+    torch.manual_seed(seed)
+    return Seq2Seq(_cfg(**overrides)).eval()
+
+
+def _batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    src = torch.randint(3, VOCAB, (BATCH, SRC_LEN), generator=gen)
+    tgt_in = torch.randint(3, VOCAB, (BATCH, TGT_LEN), generator=gen)
+    tgt_in[:, 0] = 1  # <GO>
+    return src, tgt_in
+
+
+def _stepwise(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor):
+    """Run decode_step by hand; return logits and the attention of every step."""
+    memory, state = model.encode(src)
+    logits, weights, scores, contexts = [], [], [], []
+    for t in range(tgt_in.size(1)):
+        out = model.decode_step(tgt_in[:, t], state, memory)
+        logits.append(out.logits)
+        if out.attended is not None:
+            weights.append(out.attended.weights[:, 0])
+            scores.append(out.attended.scores[:, 0])
+            contexts.append(out.attended.context[:, 0])
+        state = out.state
+    stack = lambda xs: torch.stack(xs, dim=1) if xs else None  # noqa: E731
+    return stack(logits), stack(weights), stack(scores), stack(contexts)
+
+
+VARIANTS = [
+    (attention, cell, layers, dec)
+    for attention, cell, layers, dec in itertools.product(
+        ATTENTION_KINDS, CELL_KINDS, (1, 2), (ENC, DEC)
+    )
+    if not (attention == "dot" and dec != ENC)
+]
+
+
+@pytest.mark.parametrize(("attention", "cell", "layers", "dec"), VARIANTS)
+def test_fused_path_equals_step_path(attention, cell, layers, dec):
+    model = _model(
+        attention=attention,
+        cell=cell,
+        num_layers=layers,
+        decoder_hidden=dec,
+        dropout=0.3,
+    )
+    src, tgt_in = _batch()
+    with torch.no_grad():
+        fused, attended = model(src, tgt_in)
+        step_logits, weights, scores, contexts = _stepwise(model, src, tgt_in)
+        reference = model.forward_stepwise(src, tgt_in)
+    assert fused.shape == (BATCH, TGT_LEN, VOCAB)
+    torch.testing.assert_close(fused, step_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(reference, step_logits, atol=1e-6, rtol=1e-6)
+    if attention == "none":
+        assert attended is None and weights is None
+        return
+    assert attended.weights.shape == (BATCH, TGT_LEN, SRC_LEN)
+    torch.testing.assert_close(attended.weights, weights, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attended.scores, scores, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attended.context, contexts, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("attention", "cell"), [("general", "lstm"), ("additive", "gru"), ("none", "lstm")]
+)
+def test_fused_path_trains_the_cells_weights(attention, cell):
+    """Same loss and the same gradients on every parameter, through either path."""
+    model = _model(attention=attention, cell=cell, num_layers=2, dropout=0.0)
+    model.train()
+    src, tgt_in = _batch()
+    target = torch.randint(0, VOCAB, (BATCH, TGT_LEN))
+
+    def grads(logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, VOCAB), target.reshape(-1)
+        )
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    fused = grads(model(src, tgt_in)[0])
+    stepped = grads(model.forward_stepwise(src, tgt_in))
+    assert fused.keys() == stepped.keys()
+    decoder_cells = [n for n in fused if n.startswith("decoder.cells")]
+    assert decoder_cells and all(fused[n].abs().sum() > 0 for n in decoder_cells)
+    for name in fused:
+        torch.testing.assert_close(fused[name], stepped[name], atol=1e-5, rtol=1e-4)
+
+
+def test_the_fused_module_is_neither_saved_nor_trained():
+    model = _model(num_layers=2)
+    assert not [k for k in model.state_dict() if "fused" in k]
+    names = {n for n, _ in model.named_parameters()}
+    assert not [n for n in names if "fused" in n]
+    cell_params = sum(p.numel() for p in model.decoder.cells.parameters())
+    assert cell_params == 4 * DEC * (EMB + DEC + 2) + 4 * DEC * (DEC + DEC + 2)
+
+
+@pytest.mark.parametrize("cell", CELL_KINDS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_encoder_and_state_shapes(cell, layers):
+    model = _model(cell=cell, num_layers=layers)
+    src, _ = _batch()
+    outputs, (h, c) = model.encoder(src)
+    assert outputs.shape == (BATCH, SRC_LEN, ENC)
+    assert h.shape == (layers, BATCH, ENC)
+    assert (c is None) == (cell == "gru")
+    if c is not None:
+        assert c.shape == (layers, BATCH, ENC)
+    memory, (dh, dc) = model.encode(src)
+    assert dh.shape == (layers, BATCH, DEC)
+    assert dc is None or dc.shape == (layers, BATCH, DEC)
+    assert memory.keys.shape == (BATCH, SRC_LEN, ENC)
+    assert memory.mask.all()
+
+
+def test_bridge_is_tanh_of_a_linear_map_of_the_encoder_state():
+    model = _model(num_layers=2)
+    h, c = torch.randn(2, BATCH, ENC), torch.randn(2, BATCH, ENC)
+    bh, bc = model.decoder.init_state((h, c))
+    dec = model.decoder
+    torch.testing.assert_close(
+        bh, torch.tanh(h @ dec.bridge_h.weight.T + dec.bridge_h.bias)
+    )
+    torch.testing.assert_close(
+        bc, torch.tanh(c @ dec.bridge_c.weight.T + dec.bridge_c.bias)
+    )
+    same = _model(decoder_hidden=ENC)
+    assert same.decoder.bridge_h is None
+    sh, sc = same.decoder.init_state((h, c))
+    assert sh is h and sc is c
+    gru = _model(cell="gru")
+    assert gru.decoder.bridge_h is not None and gru.decoder.bridge_c is None
+
+
+def test_output_layer_reads_context_and_hidden():
+    assert _model().decoder.out.in_features == ENC + DEC
+    assert _model(attention="none").decoder.out.in_features == DEC
+    assert _model().decoder.out.out_features == VOCAB
+
+
+def test_the_query_is_the_previous_hidden_state_never_the_cell_state():
+    model = _model()
+    src, _ = _batch()
+    memory, (h, c) = model.encode(src)
+    prev = torch.full((BATCH,), 1)
+    out = model.decode_step(prev, (h, c), memory)
+    torch.testing.assert_close(out.query, h[-1])
+    other = model.decode_step(prev, (h, c + 1.0), memory)
+    torch.testing.assert_close(other.attended.weights, out.attended.weights)
+    assert not torch.allclose(other.logits, out.logits)  # c still drives the cell
+
+
+def test_decode_step_state_has_the_decoder_shape():
+    model = _model(num_layers=2)
+    src, _ = _batch()
+    memory, state = model.encode(src)
+    out = model.decode_step(torch.full((BATCH,), 1), state, memory)
+    assert out.logits.shape == (BATCH, VOCAB)
+    assert out.state[0].shape == out.state[1].shape == (2, BATCH, DEC)
+    assert out.attended.weights.shape == (BATCH, 1, SRC_LEN)
+
+
+# --- variable-length (padded) batches -------------------------------------------
+
+
+@pytest.mark.parametrize("cell", CELL_KINDS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_packed_encoder_rows_equal_each_row_alone(cell, layers):
+    model = _model(cell=cell, num_layers=layers)
+    lengths = [6, 4, 2]
+    gen = torch.Generator().manual_seed(3)
+    rows = [torch.randint(3, VOCAB, (n,), generator=gen) for n in lengths]
+    src = torch.zeros(len(rows), max(lengths), dtype=torch.long)
+    for i, row in enumerate(rows):
+        src[i, : len(row)] = row
+    with torch.no_grad():
+        outputs, (h, c) = model.encoder(src, torch.tensor(lengths))
+        for i, row in enumerate(rows):
+            alone, (h1, c1) = model.encoder(row[None])
+            n = lengths[i]
+            torch.testing.assert_close(outputs[i, :n], alone[0], atol=1e-6, rtol=1e-5)
+            assert (outputs[i, n:] == 0).all()
+            torch.testing.assert_close(h[:, i], h1[:, 0], atol=1e-6, rtol=1e-5)
+            if c is not None:
+                torch.testing.assert_close(c[:, i], c1[:, 0], atol=1e-6, rtol=1e-5)
+        # Without the lengths the padding leaks into the state: packing matters.
+        _, (h_unpacked, _) = model.encoder(src)
+        assert not torch.allclose(h_unpacked[:, 2], h[:, 2], atol=1e-4)
+
+
+@pytest.mark.parametrize("attention", ATTENTION_KINDS)
+def test_padded_batch_logits_equal_each_row_alone(attention):
+    model = _model(attention=attention, decoder_hidden=ENC)
+    lengths = torch.tensor([6, 3])
+    src, tgt_in = _batch()
+    src[1, 3:] = 0  # <PAD>
+    with torch.no_grad():
+        logits, attended = model(src, tgt_in, lengths)
+        alone, _ = model(src[1:, :3], tgt_in[1:])
+        first, _ = model(src[:1], tgt_in[:1])
+    torch.testing.assert_close(logits[1], alone[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits[0], first[0], atol=1e-5, rtol=1e-5)
+    if attended is not None:
+        assert (attended.weights[1, :, 3:] == 0).all()
+
+
+def test_full_lengths_are_the_same_as_no_lengths():
+    model = _model()
+    src, tgt_in = _batch()
+    with torch.no_grad():
+        a, _ = model(src, tgt_in, torch.tensor([SRC_LEN] * BATCH))
+        b, _ = model(src, tgt_in)
+    assert torch.equal(a, b)
+
+
+def test_memory_mask_marks_padding():
+    model = _model()
+    src = torch.tensor([[5, 6, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10]])
+    memory, _ = model.encode(src, torch.tensor([2, 6]))
+    assert isinstance(memory, Memory)
+    assert memory.mask.tolist() == [
+        [True, True, False, False, False, False],
+        [True] * 6,
+    ]
+
+
+# --- initialisation -------------------------------------------------------------
+
+
+def test_initialisation_is_seeded_and_follows_the_recipe():
+    a, b, c = _model(seed=5), _model(seed=5), _model(seed=6)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+    for name, p in a.named_parameters():
+        if "bias_ih" in name:
+            gates = p.view(4, -1)  # i, f, g, o
+            assert (gates[1] == 1).all() and (gates[[0, 2, 3]] == 0).all(), name
+        elif "bias" in name:
+            assert (p == 0).all(), name
+    gru = _model(cell="gru")
+    assert all((p == 0).all() for n, p in gru.named_parameters() if "bias" in n)
+    emb = _model(seed=0, vocab_size=500, embedding_dim=40).encoder.embedding.weight
+    assert 0.9 < float(emb.detach().std()) < 1.1

@@ -1,0 +1,350 @@
+"""Training: the masked loss, seeded runs, stop requests, the NaN guard, overfitting."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from date_seq2seq import checkpoint as ckpt
+from date_seq2seq import training
+from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from date_seq2seq.converter import train_new
+from date_seq2seq.data import Pairs, split, target_tokens
+from date_seq2seq.decoding import greedy
+from date_seq2seq.metrics import exact_match, token_accuracy
+from date_seq2seq.model import Seq2Seq
+from date_seq2seq.training import (
+    evaluate_pairs,
+    fit,
+    masked_cross_entropy,
+    sampled_logits,
+)
+
+PAD = 0
+TINY_MODEL = ModelConfig(
+    embedding_dim=4, encoder_hidden=6, decoder_hidden=6, num_layers=2, dropout=0.3
+)
+TINY_DATA = DataConfig(train_size=64, held_out_size=16, seed=2)
+TINY_TRAIN = TrainConfig(epochs=2, batch_size=16, seed=3)
+
+
+def _pairs(vocab, cfg: DataConfig = TINY_DATA) -> tuple[Pairs, Pairs]:
+    train, held = split(cfg)
+    return Pairs.from_days(train, vocab), Pairs.from_days(held, vocab)
+
+
+def _tiny(seed: int = 0, cfg: ModelConfig = TINY_MODEL) -> Seq2Seq:
+    torch.manual_seed(seed)
+    return Seq2Seq(cfg)
+
+
+def _weights(model: Seq2Seq) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- the masked loss --------------------------------------------------------------
+
+
+def _loss_batch(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(3, 5, 7, generator=gen)
+    tgt_out = torch.tensor([[3, 4, 5, 2, PAD], [6, 2, PAD, PAD, PAD], [3, 3, 3, 3, 2]])
+    return logits, tgt_out
+
+
+def test_masked_loss_is_the_mean_over_real_tokens():
+    logits, tgt_out = _loss_batch()
+    loss, count = masked_cross_entropy(logits, tgt_out, PAD)
+    logp = torch.log_softmax(logits, dim=-1)
+    terms = [
+        -logp[b, t, tgt_out[b, t]]
+        for b in range(3)
+        for t in range(5)
+        if tgt_out[b, t] != PAD
+    ]
+    assert count == len(terms) == 11
+    torch.testing.assert_close(loss, torch.stack(terms).mean())
+
+
+@pytest.mark.parametrize("filler", ["random", "huge", "nan"])
+def test_masked_loss_ignores_padding(filler):
+    logits, tgt_out = _loss_batch()
+    loss, count = masked_cross_entropy(logits, tgt_out, PAD)
+    extra = {
+        "random": 50 * torch.randn(3, 4, 7),
+        "huge": torch.full((3, 4, 7), 1e30),
+        "nan": torch.full((3, 4, 7), float("nan")),
+    }[filler]
+    # The same batch with more padding, and junk logits where the padding is.
+    wide_logits = torch.cat([logits, extra], dim=1)
+    wide_tgt = torch.cat([tgt_out, torch.full((3, 4), PAD)], dim=1)
+    wide_logits[1, 2:5] = extra[1, :3]  # also overwrite the existing padding
+    wide_loss, wide_count = masked_cross_entropy(wide_logits, wide_tgt, PAD)
+    assert wide_count == count
+    torch.testing.assert_close(wide_loss, loss)
+
+
+def test_padding_gets_no_gradient_and_an_all_padding_batch_is_zero():
+    logits, tgt_out = _loss_batch()
+    logits.requires_grad_(True)
+    loss, _ = masked_cross_entropy(logits, tgt_out, PAD)
+    loss.backward()
+    assert (logits.grad[tgt_out == PAD] == 0).all()
+    assert (logits.grad[tgt_out != PAD].abs().sum(-1) > 0).all()
+    empty, count = masked_cross_entropy(
+        torch.randn(2, 3, 7), torch.zeros(2, 3).long(), PAD
+    )
+    assert count == 0 and float(empty) == 0.0
+
+
+# --- scheduled sampling -------------------------------------------------------------
+
+
+def test_sampling_probability_zero_is_teacher_forcing(vocab):
+    model = _tiny().eval()
+    train, _ = _pairs(vocab)
+    tgt_in = train.tgt[:8, :-1]
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        sampled = sampled_logits(model, train.src[:8], tgt_in, 0.0, gen)
+        forced, _ = model(train.src[:8], tgt_in)
+    torch.testing.assert_close(sampled, forced, atol=1e-5, rtol=1e-5)
+
+
+def test_sampling_probability_one_feeds_the_models_own_argmax(vocab):
+    model = _tiny().eval()
+    train, _ = _pairs(vocab)
+    src, tgt_in = train.src[:8], train.tgt[:8, :-1].clone()
+    tgt_in[0, 6:] = PAD  # a padded row: padding is never replaced
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        sampled = sampled_logits(model, src, tgt_in, 1.0, gen)
+        fed = torch.cat([tgt_in[:, :1], sampled.argmax(-1)[:, :-1]], dim=1)
+        fed[0, 6:] = PAD
+        forced, _ = model(src, fed)
+    torch.testing.assert_close(sampled, forced, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(fed, tgt_in)  # the untrained model's guesses differ
+
+
+# --- fit ----------------------------------------------------------------------------
+
+
+def test_fit_reports_every_step_and_epoch(vocab):
+    train, held = _pairs(vocab, DataConfig(train_size=40, held_out_size=8, seed=1))
+    events = []
+    cfg = TrainConfig(epochs=2, batch_size=16, lr_decay=0.5)
+    result = fit(_tiny(), train, held, cfg, on_progress=events.append)
+    steps = [e for e in events if e.kind == "step"]
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert [e.step for e in steps] == list(range(1, 7))  # ceil(40 / 16) = 3 a epoch
+    assert [e.epoch for e in steps] == [1, 1, 1, 2, 2, 2]
+    assert all(e.total_steps == 6 for e in events)
+    assert [e.loss for e in steps] == result.step_losses
+    assert [(e.epoch, e.step) for e in epochs] == [(1, 3), (2, 6)]
+    assert all(
+        set(e.metrics)
+        == {
+            "held_out_loss",
+            "held_out_exact_match",
+            "held_out_teacher_forced_exact_match",
+        }
+        for e in epochs
+    )
+    assert result.stop_reason == "epochs" and len(result.history) == 2
+    # Per-token epoch loss: batches of 16, 16 and 8 dates weigh 16:16:8.
+    a, b, c = result.step_losses[:3]
+    assert result.history[0]["loss"] == pytest.approx((16 * a + 16 * b + 8 * c) / 40)
+    assert [h["lr"] for h in result.history] == pytest.approx([5e-3, 2.5e-3])
+    assert result.final is result.history[-1]
+    assert all(math.isfinite(x) for x in result.step_losses)
+
+
+def test_fit_leaves_the_model_in_eval_mode_and_changes_it(vocab):
+    model = _tiny()
+    before = _weights(model)
+    train, held = _pairs(vocab)
+    fit(model, train, held, TrainConfig(epochs=1, batch_size=32))
+    assert not model.training
+    assert not _same(before, _weights(model))
+
+
+def test_same_seed_same_run_different_seed_different_run():
+    data = DataConfig(train_size=48, held_out_size=8, seed=5)
+    first_ckpt, first = train_new(data, TINY_MODEL, TINY_TRAIN)
+    second_ckpt, second = train_new(data, TINY_MODEL, TINY_TRAIN)
+    assert first.step_losses == second.step_losses and len(first.step_losses) == 6
+    assert _same(_weights(first_ckpt.model), _weights(second_ckpt.model))
+    assert [h["held_out_loss"] for h in first.history] == [
+        h["held_out_loss"] for h in second.history
+    ]
+    other_seed = TrainConfig(epochs=2, batch_size=16, seed=4)
+    _, third = train_new(data, TINY_MODEL, other_seed)
+    assert third.step_losses != first.step_losses
+    assert split(DataConfig(train_size=48, held_out_size=8, seed=6)) != split(data)
+
+
+def test_fit_with_dropout_depends_only_on_its_seed(vocab):
+    train, held = _pairs(vocab)
+    model = _tiny()
+    twin = copy.deepcopy(model)
+    torch.manual_seed(1)
+    first = fit(model, train, held, TINY_TRAIN)
+    torch.manual_seed(2)
+    second = fit(twin, train, held, TINY_TRAIN)
+    assert first.step_losses == second.step_losses
+
+
+def test_a_stop_request_leaves_a_usable_model(vocab, tmp_path):
+    train, held = _pairs(vocab, DataConfig(train_size=1000, held_out_size=100, seed=3))
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig())
+    untrained = copy.deepcopy(model).eval()
+    asked = []
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return len(asked) > 25
+
+    result = fit(model, train, held, TrainConfig(epochs=5), should_stop=should_stop)
+    assert result.stop_reason == "requested" and result.message
+    assert len(result.step_losses) == 25 and len(result.history) == 1
+    assert result.history[0]["step"] == 25
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    refs = [target_tokens(d) for d in held.days]
+
+    def accuracy(m: Seq2Seq) -> float:
+        ids = greedy(m, held.src, 12).ids
+        return token_accuracy([vocab.decode(r) for r in ids.tolist()], refs)
+
+    assert accuracy(model) > max(accuracy(untrained), 1 / len(vocab)) + 0.05
+    path = ckpt.Checkpoint(
+        model, vocab, DataConfig(), TrainConfig(), result.history
+    ).save(tmp_path / "stopped.pt")
+    loaded = ckpt.load(path)
+    assert _same(_weights(loaded.model), _weights(model))
+    assert loaded.history == result.history
+    assert torch.equal(
+        greedy(loaded.model, held.src, 12).ids, greedy(model, held.src, 12).ids
+    )
+
+
+def test_a_stop_before_the_first_step_changes_nothing(vocab):
+    model = _tiny()
+    before = _weights(model)
+    train, held = _pairs(vocab)
+    result = fit(model, train, held, TINY_TRAIN, should_stop=lambda: True)
+    assert result.stop_reason == "requested"
+    assert result.history == [] and result.step_losses == []
+    assert _same(before, _weights(model))
+
+
+def test_nan_loss_restores_the_last_good_weights(vocab, monkeypatch):
+    train, held = _pairs(vocab)
+    real = training.masked_cross_entropy
+    calls = []
+
+    def poisoned(logits, tgt_out, pad_id):
+        calls.append(1)
+        loss, count = real(logits, tgt_out, pad_id)
+        return (loss * float("nan") if len(calls) == 4 else loss), count
+
+    monkeypatch.setattr(training, "masked_cross_entropy", poisoned)
+    snapshots = {}
+
+    def snap(event):
+        if event.kind == "step":
+            snapshots[event.step] = _weights(model)
+
+    model = _tiny()
+    cfg = TrainConfig(epochs=3, batch_size=8)  # 8 steps an epoch
+    result = fit(model, train, held, cfg, on_progress=snap)
+    assert result.stop_reason == "diverged"
+    assert "nan" in result.message and "step 4" in result.message
+    assert len(result.step_losses) == 3 and len(result.history) == 1
+    # Step 4's loss was computed with the weights after step 3: those are bad;
+    # the last weights known to give a finite loss are the ones after step 2.
+    assert _same(_weights(model), snapshots[2])
+    assert not _same(_weights(model), snapshots[3])
+
+
+def test_weights_blowing_up_mid_run_end_as_diverged_with_finite_weights(vocab):
+    train, held = _pairs(vocab, DataConfig(train_size=256, held_out_size=16, seed=3))
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig())
+
+    def blow_up(event):
+        if event.kind == "step" and event.step == 3:
+            with torch.no_grad():
+                model.decoder.out.weight.fill_(float("inf"))
+
+    result = fit(model, train, held, TrainConfig(epochs=2), on_progress=blow_up)
+    assert result.stop_reason == "diverged"
+    assert len(result.step_losses) == 3
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(math.isfinite(x) for x in result.step_losses)
+
+
+def test_an_absurd_learning_rate_is_refused():
+    with pytest.raises(ValueError, match="lr must be in"):
+        TrainConfig(lr=1e30)
+
+
+def test_reaching_the_target_stops_after_the_patience(vocab):
+    train, held = _pairs(vocab)
+    for patience, epochs in ((0, 1), (2, 3)):
+        cfg = TrainConfig(
+            epochs=6, batch_size=32, target_accuracy=0.0, patience=patience
+        )
+        result = fit(_tiny(), train, held, cfg)
+        assert result.stop_reason == "target" and len(result.history) == epochs
+
+
+def test_overfits_sixteen_dates(vocab):
+    days = split(DataConfig(train_size=16, held_out_size=0, seed=5))[0]
+    train = Pairs.from_days(days, vocab)
+    model = _tiny(0, ModelConfig())
+    result = fit(
+        model, train, Pairs.from_days([], vocab), TrainConfig(epochs=200, batch_size=16)
+    )
+    assert len(result.step_losses) == 200 and result.history[-1]["epoch"] == 200
+    assert result.step_losses[-1] < 0.01 * result.step_losses[0]
+    ids = greedy(model, train.src, 12).ids
+    preds = [vocab.decode(r) for r in ids.tolist()]
+    assert exact_match(preds, [target_tokens(d) for d in days]) == 1.0
+
+
+def test_evaluate_pairs_keeps_the_models_mode(vocab):
+    model = _tiny()
+    _, held = _pairs(vocab)
+    model.train()
+    metrics = evaluate_pairs(model, held, 12)
+    assert model.training
+    assert metrics["held_out_loss"] > 0
+    assert 0 <= metrics["held_out_exact_match"] <= 1
+    model.eval()
+    again = evaluate_pairs(model, held, 12)
+    assert not model.training and again == metrics  # eval mode: no dropout noise
+
+
+def test_evaluate_pairs_of_the_trained_model(trained, held_out_pairs):
+    metrics = evaluate_pairs(trained.model, held_out_pairs, 12)
+    assert metrics["held_out_exact_match"] >= 0.95
+    assert metrics["held_out_teacher_forced_exact_match"] >= 0.95
+    assert metrics["held_out_loss"] < 0.1
+
+
+def test_scheduled_sampling_trains_and_is_seeded(vocab):
+    train, held = _pairs(vocab)
+    cfg = TrainConfig(epochs=1, batch_size=16, sampling_prob=0.5, seed=8)
+    first = fit(_tiny(1), train, held, cfg)
+    second = fit(_tiny(1), train, held, cfg)
+    assert first.step_losses == second.step_losses
+    plain = fit(_tiny(1), train, held, TrainConfig(epochs=1, batch_size=16, seed=8))
+    assert plain.step_losses != first.step_losses
