@@ -94,8 +94,13 @@ def set_date(text: str) -> None:
     st.session_state.date = text
 
 
+def request_training() -> None:
+    st.session_state.train_requested = True
+
+
 def request_stop() -> None:
     st.session_state.stop_requested = True
+    st.session_state.stop_requested_by_user = True
 
 
 # --- charts -----------------------------------------------------------------
@@ -345,8 +350,11 @@ def train_form_ui() -> tuple[DataConfig, ModelConfig, TrainConfig] | None:
             "Training dates", 50, 20000, d_data.train_size, 50, key="train_size"
         )
         seed = c1.number_input("Seed", 0, 2**31 - 1, d_train.seed, key="seed")
-        pressed = st.form_submit_button("Train", type="primary")
-    if not pressed:
+        st.form_submit_button("Train", type="primary", on_click=request_training)
+    # A callback, not the button's return value: when a click interrupts a run,
+    # Streamlit can hand the previous run's button press to the next run, and
+    # clicking "Stop training" would then start training again.
+    if not st.session_state.pop("train_requested", False):
         return None
     try:
         model_cfg = ModelConfig(
@@ -421,21 +429,38 @@ def run_training(configs: tuple[DataConfig, ModelConfig, TrainConfig]) -> None:
     should_stop: Callable[[], bool] = lambda: bool(  # noqa: E731
         st.session_state.get("stop_requested")
     )
-    st.session_state.training_outcome = "interrupted"
-    try:
-        result = trainer.run(on_progress, should_stop, eval_every=EVAL_EVERY)
-        st.session_state.training_outcome = result.stop_reason
-        st.session_state.training_message = result.message
-    finally:
-        # Whatever ended the run (done, Stop, any click), keep the model it made.
-        st.session_state.converter = Converter(trainer.checkpoint())
-        st.session_state.model_name = (
-            f"your model ({model_cfg.attention} attention, {model_cfg.cell}, "
-            f"{trainer.steps} steps)"
-        )
-        st.session_state.stop_requested = False
-        st.session_state.trained_steps = trainer.steps
+    st.session_state.trainer = trainer  # adopted by the next run, however this ends
+    result = trainer.run(on_progress, should_stop, eval_every=EVAL_EVERY)
+    st.session_state.training_outcome = result.stop_reason
+    st.session_state.training_message = result.message
     st.rerun()  # redraw the whole page with the new model
+
+
+def adopt_trained_model() -> None:
+    """Make the last training run's model this session's, once it has stopped.
+
+    A click during training (Stop or any other) starts a new script run while
+    the training loop may still be finishing its step, so the request to stop
+    is made again here and the run is awaited before its model is used.
+    """
+    trainer: Trainer | None = st.session_state.get("trainer")
+    if trainer is None:
+        return
+    st.session_state.stop_requested = True  # any rerun ends the running loop
+    if not trainer.done.wait(timeout=30):
+        st.warning("The previous training run is still finishing; reload soon.")
+        return
+    del st.session_state["trainer"]
+    stopped = st.session_state.pop("stop_requested_by_user", False)
+    st.session_state.stop_requested = False
+    st.session_state.converter = Converter(trainer.checkpoint())
+    cfg = trainer.model_config
+    st.session_state.model_name = (
+        f"your model ({cfg.attention} attention, {cfg.cell}, {trainer.steps} steps)"
+    )
+    st.session_state.trained_steps = trainer.steps
+    if "training_outcome" not in st.session_state or stopped:
+        st.session_state.training_outcome = "requested" if stopped else "interrupted"
 
 
 def training_outcome_ui() -> None:
@@ -495,8 +520,6 @@ def train_ui() -> None:
     if configs is not None:
         run_training(configs)
     else:
-        if st.session_state.pop("stop_requested", False):
-            st.session_state.training_outcome = "requested"
         training_outcome_ui()
         draw_curves(st.empty(), st.empty())
 
@@ -533,6 +556,7 @@ def main() -> None:
         "Type a date and see where it looked; train your own and watch it learn."
     )
     init_state()
+    adopt_trained_model()
     converter: Converter = st.session_state.converter
     sidebar_ui(converter)
     convert_tab, train_tab = st.tabs(["Convert", "Train"])

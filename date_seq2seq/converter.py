@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -102,6 +103,8 @@ class Trainer:
         self.model = Seq2Seq(self.model_config, pad_id=self.vocab.pad_id)
         self.history: list[dict[str, float]] = []
         self.steps = 0
+        # Set when `run` has returned or raised: the model is no longer changing.
+        self.done = threading.Event()
 
     def run(
         self,
@@ -120,16 +123,20 @@ class Trainer:
             if on_progress is not None:
                 on_progress(event)
 
-        result = fit(
-            self.model,
-            self.train_pairs,
-            self.held_out_pairs,
-            self.train_config,
-            on_progress=record,
-            should_stop=should_stop,
-            max_len=DecodeConfig().max_len,
-            eval_every=eval_every,
-        )
+        self.done.clear()
+        try:
+            result = fit(
+                self.model,
+                self.train_pairs,
+                self.held_out_pairs,
+                self.train_config,
+                on_progress=record,
+                should_stop=should_stop,
+                max_len=DecodeConfig().max_len,
+                eval_every=eval_every,
+            )
+        finally:
+            self.done.set()
         self.history = result.history
         return result
 

@@ -153,7 +153,10 @@ def test_training_draws_curves_and_switches_the_model(app) -> None:
 
 
 def test_stop_request_keeps_a_usable_model(app) -> None:
-    app.session_state["stop_requested"] = True  # as the Stop button's callback does
+    # What the Stop button's callback does (AppTest cannot click mid-run; the
+    # browser test clicks it for real).
+    app.session_state["stop_requested"] = True
+    app.session_state["stop_requested_by_user"] = True
     start_short_training(app)
     assert not app.exception
     assert app.warning and "Training stopped after" in app.warning[0].value
