@@ -1,0 +1,182 @@
+"""Benchmark: time to accuracy, batch throughput, single-date latency, peak memory.
+
+Ours against a faithful re-implementation of the classic tutorial's loop
+(bench/tutorial_baseline.py), in ONE run on the same machine. Prints a table
+and, last, one JSON line. Not a test: run it by hand,
+
+    python bench/bench.py            # ~2-3 minutes, most of it the baseline
+
+Each phase whose peak memory is reported runs in a fresh subprocess, so its
+peak resident set is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import torch  # noqa: E402
+
+from date_seq2seq.config import DataConfig  # noqa: E402
+from date_seq2seq.converter import Converter, Trainer  # noqa: E402
+from date_seq2seq.data import Pairs, Window, encode_sources, source_text, split  # noqa: E402
+from date_seq2seq.decoding import greedy  # noqa: E402
+
+TARGET = 0.999
+N_CONVERT = 100_000
+CHUNK = 4096
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def many_sources(vocab, n: int = N_CONVERT) -> torch.Tensor:
+    days = Window.from_config(DataConfig()).dates()
+    return encode_sources([source_text(days[i % len(days)]) for i in range(n)], vocab)
+
+
+def phase_ours(checkpoint_path: str) -> dict:
+    """Train the default model to TARGET, save it, convert N_CONVERT dates."""
+    trainer = Trainer()
+    started = time.perf_counter()
+    result = trainer.run()
+    total = time.perf_counter() - started
+    reached = next(
+        (h for h in result.history if h["held_out_exact_match"] >= TARGET), None
+    )
+    trainer.checkpoint().save(checkpoint_path)
+    out = {
+        "train_seconds_to_target": reached["seconds"] if reached else None,
+        "epochs_to_target": reached["epoch"] if reached else None,
+        "train_seconds_total": total,
+        "epochs_total": len(result.history),
+        "held_out_exact_match": result.final["held_out_exact_match"],
+        "train_peak_mb": peak_mb(),
+    }
+    return out
+
+
+def phase_convert(checkpoint_path: str) -> dict:
+    converter = Converter.from_path(checkpoint_path)
+    src = many_sources(converter.vocab)
+    with torch.inference_mode():
+        greedy(converter.model, src[:CHUNK], 12)  # warm-up
+        started = time.perf_counter()
+        for first in range(0, len(src), CHUNK):
+            greedy(converter.model, src[first : first + CHUNK], 12)
+        seconds = time.perf_counter() - started
+    timings = []
+    for _ in range(300):
+        t = time.perf_counter()
+        converter.convert("24-11-22")
+        converter.trace("24-11-22", top_k=3)
+        timings.append(time.perf_counter() - t)
+    all_dates = converter.evaluate(converter.window.dates())
+    return {
+        "dates_per_second": len(src) / seconds,
+        "single_ms_median": statistics.median(timings) * 1000,
+        "all_dates_wrong": round(all_dates["count"] * (1 - all_dates["exact_match"])),
+        "convert_peak_mb": peak_mb(),
+    }
+
+
+def phase_baseline() -> dict:
+    from tutorial_baseline import exact_match, train_to_accuracy
+
+    from date_seq2seq.data import task_vocabulary
+
+    vocab = task_vocabulary()
+    train_days, held_days = split(DataConfig())
+    train, held = Pairs.from_days(train_days, vocab), Pairs.from_days(held_days, vocab)
+    result = train_to_accuracy(train, held, len(vocab), TARGET, max_seconds=400)
+    model = result.pop("model").eval()
+    src = many_sources(vocab)
+    with torch.inference_mode():
+        started = time.perf_counter()
+        for first in range(0, len(src), CHUNK):
+            model.inference(src[first : first + CHUNK], vocab.bos_id)
+        seconds = time.perf_counter() - started
+    result["dates_per_second"] = len(src) / seconds
+    result["held_out_exact_match"] = exact_match(
+        model, held, vocab.bos_id, vocab.eos_id
+    )
+    result["peak_mb"] = peak_mb()
+    return result
+
+
+def run_phase(*args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", *args],
+        check=True, capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--phase", nargs="+")
+    args = parser.parse_args()
+    if args.phase:
+        name, *rest = args.phase
+        fn = {"ours": phase_ours, "convert": phase_convert, "baseline": phase_baseline}
+        print(json.dumps(fn[name](*rest)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = str(Path(tmp) / "bench.pt")
+        ours = run_phase("ours", ckpt)
+        conv = run_phase("convert", ckpt)
+        started = time.perf_counter()
+        cmd = subprocess.run(
+            [sys.executable, "-m", "date_seq2seq", "train", "--out",
+             str(Path(tmp) / "cli.pt"), "--json"],
+            check=True, capture_output=True, text=True, cwd=ROOT,
+        )  # fmt: skip
+        train_wall = time.perf_counter() - started
+        cli_summary = json.loads(cmd.stdout.strip().splitlines()[-1])
+    base = run_phase("baseline")
+
+    speedup_train = base["seconds"] / ours["train_seconds_to_target"]
+    speedup_convert = conv["dates_per_second"] / base["dates_per_second"]
+    rows = [
+        ("train to >= 99.9% held-out (s)", f"{ours['train_seconds_to_target']:.2f}",
+         f"{base['seconds']:.1f}", f"{speedup_train:.0f}x"),
+        ("  epochs / steps", f"{ours['epochs_to_target']} epochs",
+         f"{base['steps']} steps", ""),
+        ("whole `train` command, wall (s)", f"{train_wall:.2f}", "", ""),
+        ("convert 100,000 dates (dates/s)", f"{conv['dates_per_second']:,.0f}",
+         f"{base['dates_per_second']:,.0f}", f"{speedup_convert:.1f}x"),
+        ("one date + attention + top-3 trace (ms, median)",
+         f"{conv['single_ms_median']:.2f}", "", ""),
+        ("peak memory, training (MB)", f"{ours['train_peak_mb']:.0f}",
+         f"{base['peak_mb']:.0f}", ""),
+        ("peak memory, converting (MB)", f"{conv['convert_peak_mb']:.0f}", "", ""),
+        ("wrong of all 22,280 dates", f"{conv['all_dates_wrong']}", "", ""),
+    ]  # fmt: skip
+    threads = torch.get_num_threads()
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {threads} torch threads, torch {torch.__version__}")
+    print(f"| {'measure':<48} | {'ours':>12} | {'tutorial':>12} | {'ratio':>6} |")
+    print(f"|{'-' * 50}|{'-' * 14}|{'-' * 14}|{'-' * 8}|")
+    for name, a, b, r in rows:
+        print(f"| {name:<48} | {a:>12} | {b:>12} | {r:>6} |")
+    print(json.dumps({"ours": ours, "convert": conv, "train_command_wall": train_wall,
+                      "train_command": cli_summary, "baseline": base,
+                      "speedup_train": speedup_train,
+                      "speedup_convert": speedup_convert}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
