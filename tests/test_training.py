@@ -17,6 +17,7 @@ from date_seq2seq.decoding import greedy
 from date_seq2seq.metrics import exact_match, token_accuracy
 from date_seq2seq.model import Seq2Seq
 from date_seq2seq.training import (
+    Adam,
     evaluate_pairs,
     fit,
     masked_cross_entropy,
@@ -348,3 +349,23 @@ def test_scheduled_sampling_trains_and_is_seeded(vocab):
     assert first.step_losses == second.step_losses
     plain = fit(_tiny(1), train, held, TrainConfig(epochs=1, batch_size=16, seed=8))
     assert plain.step_losses != first.step_losses
+
+
+def test_adam_matches_torch_optim_adam():
+    torch.manual_seed(0)
+    ours = torch.nn.Linear(5, 3)
+    theirs = torch.nn.Linear(5, 3)
+    theirs.load_state_dict(ours.state_dict())
+    mine = Adam(list(ours.parameters()), lr=0.01)
+    reference = torch.optim.Adam(theirs.parameters(), lr=0.01)
+    for step in range(20):
+        x = torch.randn(7, 5)
+        for model in (ours, theirs):
+            model.zero_grad()
+            (model(x) ** 2).sum().backward()
+        if step == 3:  # a parameter without a gradient is left alone by both
+            ours.bias.grad = theirs.bias.grad = None
+        mine.step()
+        reference.step()
+        for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
