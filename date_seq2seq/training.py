@@ -9,11 +9,13 @@ good weights restored, not with a model full of NaNs.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -164,6 +166,26 @@ def evaluate_pairs(model: Seq2Seq, pairs: Pairs, max_len: int) -> dict[str, floa
     }
 
 
+def _own_random_state(
+    train_fn: Callable[..., TrainResult],
+) -> Callable[..., TrainResult]:
+    """Run training with the global RNG seeded from cfg.seed inside a fork.
+
+    nn.Dropout draws from the global RNG: seeding it in a fork makes a run
+    depend on its seed alone and leaves the caller's random state unchanged.
+    """
+
+    @functools.wraps(train_fn)
+    def wrapper(model: Seq2Seq, train: Pairs, held_out: Pairs, cfg: TrainConfig,
+                *args: Any, **kwargs: Any) -> TrainResult:  # fmt: skip
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            return train_fn(model, train, held_out, cfg, *args, **kwargs)
+
+    return wrapper
+
+
+@_own_random_state
 def fit(
     model: Seq2Seq,
     train: Pairs,
@@ -176,29 +198,10 @@ def fit(
 ) -> TrainResult:
     """Train model in place; return the history and why training ended.
 
-    Every random draw (shuffling, sampling, dropout) comes from cfg.seed: the
-    global RNG is seeded inside a fork, so the caller's state neither leaks in
-    nor is changed. With eval_every > 0, held-out metrics are also reported
-    every that many steps (kind "eval"), so a live chart has more than one
-    point per epoch.
+    Every random draw (shuffling, sampling, dropout) comes from cfg.seed. With
+    eval_every > 0, held-out metrics are also reported every that many steps
+    (kind "eval"), so a live chart has more than one point per epoch.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)  # nn.Dropout draws from the global RNG
-        return _fit(
-            model, train, held_out, cfg, on_progress, should_stop, max_len, eval_every
-        )
-
-
-def _fit(
-    model: Seq2Seq,
-    train: Pairs,
-    held_out: Pairs,
-    cfg: TrainConfig,
-    on_progress: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    max_len: int = 12,
-    eval_every: int = 0,
-) -> TrainResult:
     gen = torch.Generator().manual_seed(cfg.seed)
     optimizer = Adam(list(model.parameters()), lr=cfg.lr)
     n = len(train)
