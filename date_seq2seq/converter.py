@@ -165,6 +165,9 @@ def train_new(
     return trainer.checkpoint(), result
 
 
+Checked = tuple[str, dt.date | None, InputError | None]  # shown text, date, problem
+
+
 class Converter:
     """Convert `yy-mm-dd` strings with one trained model."""
 
@@ -211,14 +214,15 @@ class Converter:
         while chunk := list(islice(it, chunk_size)):
             yield from self._convert_chunk(chunk, beam_size)
 
+    def _check(self, text: str) -> Checked:
+        shown = text.strip() if isinstance(text, str) else repr(text)
+        try:
+            return shown, check_source(text, self.window), None
+        except InputError as e:
+            return shown, None, e
+
     def _convert_chunk(self, texts: list[str], beam_size: int) -> list[Conversion]:
-        checked: list[tuple[str, dt.date | None, InputError | None]] = []
-        for text in texts:
-            shown = text.strip() if isinstance(text, str) else repr(text)
-            try:
-                checked.append((shown, check_source(text, self.window), None))
-            except InputError as e:
-                checked.append((shown, None, e))
+        checked = [self._check(text) for text in texts]
         runnable = [
             i
             for i, (_, _, e) in enumerate(checked)
@@ -229,9 +233,11 @@ class Converter:
             src = encode_sources([checked[i][0] for i in runnable], self.vocab)
             out = decode(self.model, src, self.decode_config.max_len, beam_size)
             for row, i in enumerate(runnable):
-                results[i] = self._conversion(
-                    checked[i], out.ids[row], out.attention, row
-                )
+                tokens = self.vocab.decode(out.ids[row].tolist())
+                weights = None
+                if out.attention is not None:
+                    weights = out.attention[row, : len(tokens)].tolist()
+                results[i] = self._conversion(checked[i], tokens, weights)
         for i, (shown, _, error) in enumerate(checked):
             if results[i] is None:
                 assert error is not None, "an unconverted input must have an error"
@@ -240,26 +246,43 @@ class Converter:
 
     def _conversion(
         self,
-        checked: tuple[str, dt.date | None, InputError | None],
-        ids: torch.Tensor,
-        attention: torch.Tensor | None,
-        row: int,
+        checked: Checked,
+        tokens: list[str],
+        attention: list[list[float]] | None,
     ) -> Conversion:
         shown, day, error = checked
-        tokens = self.vocab.decode(ids.tolist())
-        weights = None
-        if attention is not None:
-            weights = tuple(tuple(r) for r in attention[row, : len(tokens)].tolist())
         return Conversion(
             input=shown,
             output="".join(tokens),
             expected=target_text(day) if day else None,
             tokens=tuple(tokens),
             expected_tokens=tuple(target_tokens(day)) if day else None,
-            attention=weights,
+            attention=tuple(tuple(r) for r in attention) if attention else None,
             warning=error.message if error else None,
             kind=error.kind if error else "ok",
         )
+
+    def explain(
+        self, text: str, top_k: int | None = None
+    ) -> tuple[Conversion, list[TraceStep]]:
+        """Convert one input greedily and record every step, with a single decode.
+
+        Returns the Conversion (as `convert` gives it) and the trace steps; for
+        an input that cannot be converted, the Conversion's error and no steps.
+        """
+        checked = self._check(text)
+        shown, _, error = checked
+        if error is not None and error.kind != "outside_window":
+            return Conversion(shown, error=error.message, kind=error.kind), []
+        src = encode_sources([shown], self.vocab)[0]
+        k = top_k or self.decode_config.top_k
+        steps = trace(self.model, src, self.vocab, self.decode_config.max_len, k)
+        # The same reading of the output as `convert`: up to <EOS>, specials dropped.
+        tokens = self.vocab.decode(self.vocab.encode(s.chosen for s in steps))
+        attention = None
+        if steps and steps[0].weights is not None:
+            attention = [s.weights for s in steps[: len(tokens)]]
+        return self._conversion(checked, tokens, attention), steps
 
     def trace(
         self, text: str, top_k: int | None = None, force: dict[int, int] | None = None

@@ -264,3 +264,14 @@ def test_train_new_packages_a_checkpoint():
     assert checkpoint.model.cfg == TINY_MODEL
     with pytest.raises(ValueError, match="vocab_size must be 27"):
         train_new(TINY_DATA, ModelConfig(vocab_size=30), TINY_TRAIN)
+
+
+def test_explain_equals_convert_and_trace_in_one_decode(converter, held_out_texts):
+    inputs = [*held_out_texts[:20], "50-01-01", " 99-12-31 ", "24-02-30", "abc", ""]
+    for text in inputs:
+        conversion, steps = converter.explain(text, top_k=4)
+        assert conversion == converter.convert(text)
+        if conversion.error is None:
+            assert steps == converter.trace(text, top_k=4)
+        else:
+            assert steps == []
