@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import altair as alt
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 # One math thread per process, set before torch is imported: the app's work
 # is one date or one small batch at a time, where a second thread costs more
@@ -52,13 +53,18 @@ def default_converter(path: str, mtime: float) -> Converter:
     return Converter.from_path(path)
 
 
-def train_default_ui() -> None:
-    """Train and save the default model, with a progress bar (first start only)."""
-    note = st.empty()
-    note.info(
-        "No default model yet: training one now (a few seconds, first start only)."
-    )
-    bar = st.progress(0.0, text="Training the default model")
+def train_default_ui(slot: DeltaGenerator) -> None:
+    """Train and save the default model, with a progress bar (first start only).
+
+    Drawn inside `slot`, a placeholder every run has at the same place: extra
+    elements above the tabs on this run only would shift them, and the browser
+    would then reset the selected tab on the next run.
+    """
+    with slot.container():
+        st.info(
+            "No default model yet: training one now (a few seconds, first start only)."
+        )
+        bar = st.progress(0.0, text="Training the default model")
 
     def show(event: Progress) -> None:
         if event.kind == "epoch":
@@ -71,17 +77,16 @@ def train_default_ui() -> None:
     trainer = Trainer()
     trainer.run(on_progress=show)
     trainer.checkpoint().save(default_checkpoint_path())
-    bar.empty()
-    note.empty()
+    slot.empty()
 
 
-def init_state() -> None:
+def init_state(slot: DeltaGenerator) -> None:
     """Give this session a model: the default one, trained first if missing."""
     if "converter" in st.session_state:
         return
     path = default_checkpoint_path()
     if not path.exists():
-        train_default_ui()
+        train_default_ui(slot)
     try:
         converter = default_converter(str(path), path.stat().st_mtime)
     except CheckpointError as e:
@@ -446,7 +451,7 @@ def run_training(configs: tuple[DataConfig, ModelConfig, TrainConfig]) -> None:
     st.rerun()  # redraw the whole page with the new model
 
 
-def adopt_trained_model() -> None:
+def adopt_trained_model(slot: DeltaGenerator) -> None:
     """Make the last training run's model this session's, once it has stopped.
 
     A click during training (Stop or any other) starts a new script run while
@@ -458,7 +463,7 @@ def adopt_trained_model() -> None:
         return
     st.session_state.stop_requested = True  # any rerun ends the running loop
     if not trainer.done.wait(timeout=30):
-        st.warning("The previous training run is still finishing; reload soon.")
+        slot.warning("The previous training run is still finishing; reload soon.")
         return
     del st.session_state["trainer"]
     stopped = st.session_state.pop("stop_requested_by_user", False)
@@ -565,8 +570,9 @@ def main() -> None:
         "A character-level LSTM encoder-decoder rewrites `24-11-22` as `22/Nov/2024`. "
         "Type a date and see where it looked; train your own and watch it learn."
     )
-    init_state()
-    adopt_trained_model()
+    slot = st.empty()  # notices above the tabs, at a place every run has
+    init_state(slot)
+    adopt_trained_model(slot)
     converter: Converter = st.session_state.converter
     sidebar_ui(converter)
     convert_tab, train_tab = st.tabs(["Convert", "Train"])
