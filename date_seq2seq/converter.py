@@ -25,6 +25,7 @@ from .data import (
     Window,
     check_source,
     encode_sources,
+    source_text,
     split,
     target_text,
     target_tokens,
@@ -101,10 +102,15 @@ class Trainer:
         self.held_out_pairs = Pairs.from_days(held_days, self.vocab)
         torch.manual_seed(self.train_config.seed)  # initialisation; fit seeds the rest
         self.model = Seq2Seq(self.model_config, pad_id=self.vocab.pad_id)
-        self.history: list[dict[str, float]] = []
-        self.steps = 0
+        # Filled by fit as it goes, so an interrupted run's progress is kept too.
+        self.result = TrainResult()
         # Set when `run` has returned or raised: the model is no longer changing.
         self.done = threading.Event()
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken so far."""
+        return len(self.result.step_losses)
 
     def run(
         self,
@@ -113,32 +119,21 @@ class Trainer:
         eval_every: int = 0,
     ) -> TrainResult:
         """Train to the end, a stop request, or divergence."""
-
-        def record(event: Progress) -> None:
-            self.steps = event.step
-            if event.kind == "epoch":
-                self.history.append({"epoch": event.epoch, "step": event.step,
-                                     "loss": event.loss, "seconds": event.seconds,
-                                     **(event.metrics or {})})  # fmt: skip
-            if on_progress is not None:
-                on_progress(event)
-
         self.done.clear()
         try:
-            result = fit(
+            return fit(
                 self.model,
                 self.train_pairs,
                 self.held_out_pairs,
                 self.train_config,
-                on_progress=record,
+                on_progress=on_progress,
                 should_stop=should_stop,
                 max_len=DecodeConfig().max_len,
                 eval_every=eval_every,
+                result=self.result,
             )
         finally:
             self.done.set()
-        self.history = result.history
-        return result
 
     def checkpoint(self) -> ckpt.Checkpoint:
         """Package the model as it is now, with the history so far."""
@@ -148,7 +143,7 @@ class Trainer:
             self.vocab,
             self.data_config,
             self.train_config,
-            history=list(self.history),
+            history=list(self.result.history),
         )
 
 
@@ -304,8 +299,7 @@ class Converter:
         preds, refs = [], []
         it = iter(days)
         while chunk := list(islice(it, chunk_size)):
-            texts = [f"{d.year % 100:02d}-{d.month:02d}-{d.day:02d}" for d in chunk]
-            src = encode_sources(texts, self.vocab)
+            src = encode_sources([source_text(d) for d in chunk], self.vocab)
             out = decode(self.model, src, self.decode_config.max_len, beam_size)
             preds += [self.vocab.decode(r) for r in out.ids.tolist()]
             refs += [target_tokens(d) for d in chunk]

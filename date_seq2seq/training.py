@@ -195,9 +195,12 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     max_len: int = 12,
     eval_every: int = 0,
+    result: TrainResult | None = None,
 ) -> TrainResult:
     """Train model in place; return the history and why training ended.
 
+    Pass `result` to watch it fill step by step: if a callback raises (the
+    app's script is interrupted that way), it still holds what was done.
     Every random draw (shuffling, sampling, dropout) comes from cfg.seed. With
     eval_every > 0, held-out metrics are also reported every that many steps
     (kind "eval"), so a live chart has more than one point per epoch.
@@ -206,7 +209,7 @@ def fit(
     optimizer = Adam(list(model.parameters()), lr=cfg.lr)
     n = len(train)
     per_epoch = math.ceil(n / cfg.batch_size)
-    result = TrainResult()
+    result = result if result is not None else TrainResult()
     good = copy.deepcopy(model.state_dict())
     start = time.perf_counter()
     step = 0
