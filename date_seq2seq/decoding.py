@@ -8,10 +8,12 @@ its <EOS> (the tutorials ran a fixed 11 steps) and pads the finished rows.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
+from .inference import PackedDecoder
 from .model import Seq2Seq, State
 from .vocab import Vocabulary
 
@@ -35,29 +37,104 @@ def greedy(
     max_len: int,
     src_lengths: torch.Tensor | None = None,
 ) -> Decoded:
-    """Decode a batch greedily. src (batch, src_len) -> Decoded."""
+    """Decode a batch greedily. src (batch, src_len) -> Decoded.
+
+    Runs the packed batch-last step (inference.py) on a Seq2Seq in eval mode,
+    the reference `decode_step` otherwise; both give the same.
+    """
     pad_id, bos_id, eos_id = Vocabulary.pad_id, Vocabulary.bos_id, Vocabulary.eos_id
+    if not isinstance(model, Seq2Seq) or model.training:
+        ids, attention, logp = _greedy_stepwise(model, src, max_len, src_lengths)
+    else:
+        ids, attention, logp = PackedDecoder(model).greedy(
+            model, src, max_len, src_lengths, (pad_id, bos_id, eos_id)
+        )
+    is_eos = ids == eos_id
+    after = (torch.cumsum(is_eos, dim=1) - is_eos.long()) > 0  # past the first <EOS>
+    return Decoded(
+        ids.masked_fill(after, pad_id),
+        attention,
+        logp.masked_fill(after, 0.0).sum(dim=1),
+    )
+
+
+def _greedy_stepwise(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    max_len: int,
+    src_lengths: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Greedy with Decoder.step: ids, attention and per-step log-probabilities."""
     memory, state = model.encode(src, src_lengths)
-    batch = src.size(0)
-    prev = torch.full((batch,), bos_id, dtype=torch.long)
-    finished = torch.zeros(batch, dtype=torch.bool)
-    total = torch.zeros(batch)
-    ids, weights = [], []
+    prev = torch.full((src.size(0),), Vocabulary.bos_id, dtype=torch.long)
+    done = torch.zeros(src.size(0), dtype=torch.bool)
+    ids, weights, logps = [], [], []
     for _ in range(max_len):
         out = model.decode_step(prev, state, memory)
-        logp = torch.log_softmax(out.logits, dim=-1)  # (batch, vocab)
-        best, token = logp.max(dim=-1)
-        token = token.masked_fill(finished, pad_id)
-        total += best.masked_fill(finished, 0.0)
-        ids.append(token)
+        best, prev = torch.log_softmax(out.logits, dim=-1).max(dim=-1)
+        prev = prev.masked_fill(done, Vocabulary.pad_id)  # ended rows feed <PAD>
+        ids.append(prev)
+        logps.append(best)
         if out.attended is not None:
             weights.append(out.attended.weights[:, 0])
-        finished |= token == eos_id
-        prev, state = token, out.state
-        if bool(finished.all()):
+        state = out.state
+        done |= prev == Vocabulary.eos_id
+        if bool(done.all()):
             break
     attention = torch.stack(weights, dim=1) if weights else None
-    return Decoded(torch.stack(ids, dim=1), attention, total)
+    return torch.stack(ids, dim=1), attention, torch.stack(logps, dim=1)
+
+
+def distinct_rows(
+    src: torch.Tensor, vocab_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (first, inverse): src[first] are the distinct rows (each index a
+    row's first occurrence) and src[first][inverse] == src.
+
+    Rows of few ids pack into one integer key each, which sorts far faster than
+    rows (torch.unique over dim 0); longer rows fall back to that.
+    """
+    n, length = src.shape
+    if vocab_size**length < 2**62:
+        key = (src * vocab_size ** torch.arange(length)).sum(dim=1)
+        _, inverse = torch.unique(key, return_inverse=True)
+    else:
+        _, inverse = torch.unique(src, dim=0, return_inverse=True)
+    slots = int(inverse.max()) + 1 if n else 0
+    first = torch.full((slots,), n).scatter_reduce(0, inverse, torch.arange(n), "amin")
+    return first, inverse
+
+
+@torch.no_grad()
+def greedy_many(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    max_len: int,
+    chunk_size: int = 1024,
+    workers: int = 1,
+) -> torch.Tensor:
+    """Greedy ids (batch, steps) for many sources of equal length, fast.
+
+    Each distinct source is decoded once (a file of dates repeats many), in
+    chunks of chunk_size – small enough to stay in cache – spread over
+    `workers` threads (torch releases the GIL inside its ops). The ids equal
+    `greedy(model, src, max_len).ids`, <PAD> after each row's <EOS>.
+    """
+    first, inverse = distinct_rows(src, model.cfg.vocab_size)
+    unique = src[first]
+    chunks = [unique[i : i + chunk_size] for i in range(0, len(unique), chunk_size)]
+    if workers > 1 and len(chunks) > 1:
+        with ThreadPoolExecutor(min(workers, len(chunks))) as pool:
+            parts = list(pool.map(lambda c: greedy(model, c, max_len).ids, chunks))
+    else:
+        parts = [greedy(model, c, max_len).ids for c in chunks]
+    steps = max((p.size(1) for p in parts), default=0)
+    ids = torch.full((len(unique), steps), Vocabulary.pad_id, dtype=torch.long)
+    row = 0
+    for part in parts:
+        ids[row : row + len(part), : part.size(1)] = part
+        row += len(part)
+    return ids[inverse]
 
 
 @torch.no_grad()

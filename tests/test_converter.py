@@ -270,7 +270,20 @@ def test_explain_equals_convert_and_trace_in_one_decode(converter, held_out_text
     inputs = [*held_out_texts[:20], "50-01-01", " 99-12-31 ", "24-02-30", "abc", ""]
     for text in inputs:
         conversion, steps = converter.explain(text, top_k=4)
-        assert conversion == converter.convert(text)
+        converted = converter.convert(text)  # the packed batch path: same tokens,
+        # attention equal up to float rounding (a different order of sums)
+        assert dataclasses.replace(conversion, attention=None) == dataclasses.replace(
+            converted, attention=None
+        )
+        if converted.attention is None:
+            assert conversion.attention is None
+        else:
+            torch.testing.assert_close(
+                torch.tensor(conversion.attention),
+                torch.tensor(converted.attention),
+                atol=1e-5,
+                rtol=0,
+            )
         if conversion.error is None:
             assert steps == converter.trace(text, top_k=4)
         else:
