@@ -1,7 +1,9 @@
 """Metrics: exact match (the headline), token accuracy, per-field accuracy, BLEU.
 
 Token-list metrics take outputs and references as lists of tokens (<EOS> and
-padding removed); `id_exact_matches` works on id tensors for training.
+padding removed); `id_exact_matches` works on id tensors for training. For a
+model that is not perfect, `field_errors` and `field_confusion` say where it
+goes wrong: which field, and which value it takes for which.
 """
 
 from __future__ import annotations
@@ -64,6 +66,51 @@ def field_accuracy(preds: Sequence[Tokens], refs: Sequence[Tokens]) -> dict[str,
         for name, a, b in zip(FIELDS, got, want, strict=True):
             right[name] += a == b
     return {name: right[name] / len(refs) for name in FIELDS}
+
+
+def field_errors(preds: Sequence[Tokens], refs: Sequence[Tokens]) -> dict[str, int]:
+    """Count the wrong outputs and, among them, each wrong field.
+
+    Returns {"wrong", "day", "month", "year", "shape"}: an output with two wrong
+    fields counts under both; one that is not `day / month / year` at all
+    counts under "shape" only, since its fields cannot be told apart.
+    """
+    _check(preds, refs)
+    counts = dict.fromkeys(("wrong", *FIELDS, "shape"), 0)
+    for p, r in zip(preds, refs, strict=True):
+        if list(p) == list(r):
+            continue
+        counts["wrong"] += 1
+        got, want = fields(p), fields(r)
+        if got is None or want is None:
+            counts["shape"] += 1
+            continue
+        for name, a, b in zip(FIELDS, got, want, strict=True):
+            counts[name] += a != b
+    return counts
+
+
+def field_confusion(
+    preds: Sequence[Tokens], refs: Sequence[Tokens], field: str = "month"
+) -> Counter[tuple[str, str]]:
+    """Count (wanted, got) values of one field, e.g. ("Nov", "Oct"): 5.
+
+    `got` is "?" when the output has no such field (it is not three parts, or
+    the part is empty). Every output is counted, right ones on the diagonal.
+    """
+    _check(preds, refs)
+    if field not in FIELDS:
+        raise ValueError(f"field must be one of {FIELDS}, not {field!r}")
+    index = FIELDS.index(field)
+    counts = Counter[tuple[str, str]]()
+    for p, r in zip(preds, refs, strict=True):
+        want = fields(r)
+        if want is None:
+            raise ValueError(f"the reference {list(r)} is not day / month / year")
+        got = fields(p)
+        value = "".join(got[index]) if got is not None else ""
+        counts["".join(want[index]), value or "?"] += 1
+    return counts
 
 
 def bleu(pred: Tokens, ref: Tokens, max_n: int = 4) -> float:

@@ -13,6 +13,8 @@ from date_seq2seq.metrics import (
     bleu,
     exact_match,
     field_accuracy,
+    field_confusion,
+    field_errors,
     fields,
     id_exact_matches,
     summarize,
@@ -124,3 +126,36 @@ def test_summarize():
     assert out["bleu"] == pytest.approx((1 + bleu(WRONG_DAY, NOV22)) / 2)
     assert 0 < bleu(WRONG_DAY, NOV22) < 1
     assert out["count"] == 2
+
+
+def test_field_errors_count_each_wrong_field_of_the_wrong_outputs():
+    both = ["2", "3", "/", "Oct", "/", "2", "0", "2", "4"]  # day and month wrong
+    preds = [NOV22, WRONG_DAY, WRONG_MONTH, WRONG_YEAR, both, ["garbage"], NOV22[:4]]
+    got = field_errors(preds, [NOV22] * len(preds))
+    assert got == {"wrong": 6, "day": 2, "month": 2, "year": 1, "shape": 2}
+    assert field_errors([NOV22, tuple(NOV22)], [NOV22, NOV22]) == {
+        "wrong": 0,
+        "day": 0,
+        "month": 0,
+        "year": 0,
+        "shape": 0,
+    }
+
+
+def test_field_confusion_counts_wanted_against_got():
+    dec31 = target_tokens(dt.date(1999, 12, 31))
+    preds = [NOV22, WRONG_MONTH, WRONG_MONTH, ["x"], ["1", "/", "/", "1999"], dec31]
+    refs = [NOV22, NOV22, NOV22, NOV22, dec31, dec31]
+    got = field_confusion(preds, refs)
+    assert got == {("Nov", "Nov"): 1, ("Nov", "Oct"): 2, ("Nov", "?"): 1,
+                   ("Dec", "?"): 1, ("Dec", "Dec"): 1}  # fmt: skip
+    assert sum(got.values()) == len(preds)
+    days = field_confusion([WRONG_DAY, NOV22], [NOV22, NOV22], field="day")
+    assert days == {("22", "23"): 1, ("22", "22"): 1}
+
+
+def test_field_confusion_refuses_an_unknown_field_and_a_bad_reference():
+    with pytest.raises(ValueError, match="field must be one of"):
+        field_confusion([NOV22], [NOV22], field="hour")
+    with pytest.raises(ValueError, match="not day / month / year"):
+        field_confusion([NOV22], [["2", "2"]])
