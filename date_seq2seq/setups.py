@@ -1,0 +1,180 @@
+"""A training setup as URL query parameters, so that a link reproduces it.
+
+`Setup` holds what the app's Train form sets – model, training knobs, data
+size, seed, and the probe date whose attention is recorded while training – as
+flat values, with the ranges the form allows. `to_params` writes it as strings;
+`from_params` reads a link back, checking every value and falling back to the
+default for a bad one with a message a person reads, never an exception: a
+link is typed, truncated and edited by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .config import ATTENTION_KINDS, CELL_KINDS, DataConfig, ModelConfig, TrainConfig
+from .data import InputError, Window, check_source
+
+LEARNING_RATES = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
+BATCH_SIZES = (8, 16, 32, 64, 128, 256)
+# The values a field may take: a tuple of choices, or inclusive (low, high).
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "attention": ATTENTION_KINDS,
+    "cell": CELL_KINDS,
+    "lr": LEARNING_RATES,
+    "batch": BATCH_SIZES,
+}
+BOUNDS: dict[str, tuple[float, float]] = {
+    "embedding": (2, 256),
+    "hidden": (2, 512),
+    "layers": (1, 4),
+    "dropout": (0.0, 0.5),
+    "sampling": (0.0, 1.0),
+    "epochs": (1, 200),
+    "train_size": (50, 20000),
+    "seed": (0, 2**31 - 1),
+    "snapshot_every": (1, 500),
+}
+# Streamlit's own parameters; a link may carry them, they are not ours.
+FOREIGN_PARAMS = frozenset({"embed", "embed_options"})
+
+_MODEL, _TRAIN, _DATA = ModelConfig(), TrainConfig(), DataConfig()
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A Train form's values; every one is checked when a Setup is built."""
+
+    attention: str = _MODEL.attention
+    cell: str = _MODEL.cell
+    embedding: int = _MODEL.embedding_dim
+    hidden: int = _MODEL.encoder_hidden  # encoder and decoder alike
+    layers: int = _MODEL.num_layers
+    dropout: float = _MODEL.dropout
+    lr: float = _TRAIN.lr
+    sampling: float = _TRAIN.sampling_prob  # scheduled sampling's p
+    batch: int = _TRAIN.batch_size
+    epochs: int = _TRAIN.epochs
+    train_size: int = _DATA.train_size
+    seed: int = _TRAIN.seed  # the data's draw and the model's, both
+    probe: str = "24-11-22"  # the date whose attention is recorded in training
+    snapshot_every: int = 10  # steps between recordings
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # stored as checked: a probe stripped, a rate snapped
+            object.__setattr__(self, f.name, check_value(f.name, getattr(self, f.name)))
+
+    def configs(self) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+        """Return the data, model and training configs this setup trains with."""
+        model = ModelConfig(
+            cell=self.cell,
+            attention=self.attention,
+            embedding_dim=self.embedding,
+            encoder_hidden=self.hidden,
+            decoder_hidden=self.hidden,
+            num_layers=self.layers,
+            dropout=self.dropout,
+        )
+        train = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch,
+            lr=self.lr,
+            sampling_prob=self.sampling,
+            seed=self.seed,
+        )
+        return DataConfig(train_size=self.train_size, seed=self.seed), model, train
+
+    def to_params(self) -> dict[str, str]:
+        """Return every value as a query-parameter string, e.g. {"lr": "0.01"}."""
+        return {
+            name: f"{value:g}" if isinstance(value, float) else str(value)
+            for name, value in asdict(self).items()
+        }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> tuple[Setup, list[str]]:
+        """Read query parameters; a bad value keeps its default and is reported.
+
+        Returns the setup and one message per problem (empty when all is well).
+        """
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        problems = []
+        for name, text in params.items():
+            if name in FOREIGN_PARAMS:
+                continue
+            if name not in known:
+                problems.append(f"`{_shown(name)}` is not a setting; it was ignored.")
+                continue
+            try:
+                values[name] = check_value(name, parse_value(name, text))
+            except ValueError as e:
+                default = known[name].default
+                problems.append(f"`{name}={_shown(text)}`: {e}; using {default}.")
+        return cls(**values), problems
+
+
+def _shown(text: str, most: int = 24) -> str:
+    """Quote a user's text in a message: a link can carry kilobytes."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def parse_value(name: str, text: str) -> Any:
+    """Turn a parameter's text into the type of the Setup field `name`."""
+    kind = type(getattr(Setup, name))
+    text = text.strip()
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError("not a whole number") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("not a number") from None
+    return text
+
+
+def check_value(name: str, value: Any) -> Any:
+    """Return value if the Setup field `name` may take it; raise ValueError if not.
+
+    A float choice is matched with a tolerance and returned as the choice
+    itself, so "0.001" and 1e-3 are one learning rate.
+    """
+    if name in CHOICES:
+        choices = CHOICES[name]
+        for choice in choices:
+            same_float = (
+                isinstance(choice, float)
+                and isinstance(value, float | int)
+                and math.isclose(value, choice, rel_tol=1e-9)
+            )
+            if value == choice or same_float:
+                return choice
+        listed = ", ".join(
+            f"{c:g}" if isinstance(c, float) else str(c) for c in choices
+        )
+        raise ValueError(f"must be one of {listed}")
+    if name in BOUNDS:
+        low, high = BOUNDS[name]
+        whole = isinstance(low, int)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number")
+        if whole and not isinstance(value, int):
+            raise ValueError("must be a whole number")
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return value if whole else float(value)  # a slider needs one number type
+    if name == "probe":
+        if not isinstance(value, str):
+            raise ValueError("must be a date as yy-mm-dd")
+        try:
+            check_source(value, Window.from_config(_DATA))
+        except InputError as e:
+            raise ValueError(e.message) from None
+        return value.strip()
+    raise ValueError(f"{name!r} is not a setting")

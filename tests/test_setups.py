@@ -1,0 +1,135 @@
+"""Setups: a training setup to query parameters and back, every bad value caught."""
+
+from __future__ import annotations
+
+import pytest
+
+from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from date_seq2seq.setups import BOUNDS, CHOICES, Setup
+
+CHANGED = Setup(
+    attention="additive",
+    cell="gru",
+    embedding=8,
+    hidden=24,
+    layers=2,
+    dropout=0.15,
+    lr=3e-3,
+    sampling=0.25,
+    batch=64,
+    epochs=3,
+    train_size=500,
+    seed=7,
+    probe="99-12-31",
+    snapshot_every=5,
+)
+
+
+def test_defaults_are_the_configs_defaults():
+    data, model, train = Setup().configs()
+    assert (data, model, train) == (DataConfig(), ModelConfig(), TrainConfig())
+
+
+def test_configs_carry_every_value():
+    data, model, train = CHANGED.configs()
+    assert (model.attention, model.cell, model.num_layers) == ("additive", "gru", 2)
+    assert (model.embedding_dim, model.encoder_hidden, model.decoder_hidden) == (
+        8,
+        24,
+        24,
+    )
+    assert model.dropout == 0.15
+    assert (train.lr, train.sampling_prob, train.batch_size) == (3e-3, 0.25, 64)
+    assert (train.epochs, train.seed) == (3, 7)
+    assert (data.train_size, data.seed) == (500, 7)
+
+
+def test_params_round_trip():
+    params = CHANGED.to_params()
+    assert all(isinstance(v, str) for v in params.values())
+    assert params["lr"] == "0.003" and params["dropout"] == "0.15"
+    assert Setup.from_params(params) == (CHANGED, [])
+    assert Setup.from_params(Setup().to_params()) == (Setup(), [])
+    assert Setup.from_params({}) == (Setup(), [])
+
+
+def test_a_partial_link_keeps_the_other_defaults():
+    setup, problems = Setup.from_params({"epochs": "2", "attention": "dot"})
+    assert problems == []
+    assert setup == Setup(epochs=2, attention="dot")
+
+
+def test_equal_numbers_written_differently_are_one_value():
+    setup, problems = Setup.from_params(
+        {"lr": "1e-3", "dropout": "0.10", "seed": " 4 "}
+    )
+    assert problems == []
+    assert setup.lr == 1e-3 and setup.dropout == 0.1 and setup.seed == 4
+    assert Setup(lr=0.0030000000000000001).lr == 3e-3  # snapped to the choice
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "needle"),
+    [
+        ("epochs", "abc", "not a whole number"),
+        ("epochs", "2.5", "not a whole number"),
+        ("epochs", "0", "from 1 to 200"),
+        ("epochs", "100000", "from 1 to 200"),
+        ("hidden", "-4", "from 2 to 512"),
+        ("seed", "", "not a whole number"),
+        ("dropout", "nan", "from 0.0 to 0.5"),
+        ("sampling", "inf", "from 0.0 to 1.0"),
+        ("sampling", "1.5", "from 0.0 to 1.0"),
+        ("lr", "0.5", "must be one of 0.0003, 0.001"),
+        ("lr", "fast", "not a number"),
+        ("batch", "33", "must be one of 8, 16, 32"),
+        ("attention", "luong", "must be one of none, dot, general, additive"),
+        ("cell", "LSTM", "must be one of lstm, gru"),
+        ("probe", "24-02-30", "29 days"),
+        ("probe", "50-01-01", "outside the dates"),
+        ("probe", "x" * 500, "too long"),
+    ],
+)
+def test_a_bad_value_is_reported_and_keeps_its_default(name, text, needle):
+    setup, problems = Setup.from_params(
+        {name: text, "epochs" if name != "epochs" else "seed": "3"}
+    )
+    assert len(problems) == 1, problems
+    assert f"`{name}=" in problems[0] and needle in problems[0]
+    assert getattr(setup, name) == getattr(Setup(), name)
+    assert len(problems[0]) < 300  # a long value is shortened in the message
+    # The good value beside it is kept.
+    assert (setup.seed if name == "epochs" else setup.epochs) == 3
+
+
+def test_unknown_and_foreign_parameters():
+    setup, problems = Setup.from_params({"colour": "red", "embed": "true"})
+    assert setup == Setup()
+    assert problems == ["`colour` is not a setting; it was ignored."]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("epochs", 0), ("epochs", 2.0), ("epochs", True), ("lr", 0.2), ("probe", 241122),
+     ("attention", "bahdanau"), ("dropout", "0.1")],
+)  # fmt: skip
+def test_building_a_setup_checks_every_value(name, value):
+    with pytest.raises(ValueError):
+        Setup(**{name: value})
+
+
+def test_the_ranges_include_the_defaults():
+    default = Setup()
+    for name, (low, high) in BOUNDS.items():
+        assert low <= getattr(default, name) <= high, name
+    for name, choices in CHOICES.items():
+        assert getattr(default, name) in choices, name
+
+
+@pytest.mark.parametrize("end", [0, 1])
+def test_every_corner_of_the_ranges_can_be_trained(end):
+    """No combination of allowed values is refused by the configs."""
+    for attention in CHOICES["attention"]:
+        values = {name: bounds[end] for name, bounds in BOUNDS.items()}
+        values.update({name: choices[-end] for name, choices in CHOICES.items()})
+        Setup(**{**values, "attention": attention}).configs()
