@@ -82,7 +82,9 @@ class Trainer:
 
     `run` may end by an exception raised in `on_progress` (the app's script is
     interrupted that way): the model keeps the steps it took and `checkpoint()`
-    packages it, with the history recorded so far.
+    packages it, with the history recorded so far. `observers` see every
+    event before `on_progress` does, so what they record (e.g. attention
+    snapshots, lab.py) is complete whichever way the run ends.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Trainer:
         self.result = TrainResult()
         # Set when `run` has returned or raised: the model is no longer changing.
         self.done = threading.Event()
+        self.observers: list[Callable[[Progress], None]] = []
 
     @property
     def steps(self) -> int:
@@ -120,13 +123,19 @@ class Trainer:
     ) -> TrainResult:
         """Train to the end, a stop request, or divergence."""
         self.done.clear()
+        observers = [*self.observers, *([on_progress] if on_progress else [])]
+
+        def notify(event: Progress) -> None:
+            for observe in observers:
+                observe(event)
+
         try:
             return fit(
                 self.model,
                 self.train_pairs,
                 self.held_out_pairs,
                 self.train_config,
-                on_progress=on_progress,
+                on_progress=notify if observers else None,
                 should_stop=should_stop,
                 max_len=DecodeConfig().max_len,
                 eval_every=eval_every,
@@ -296,14 +305,21 @@ class Converter:
         self, days: Iterable[dt.date], beam_size: int = 1, chunk_size: int = 8192
     ) -> dict[str, float]:
         """Return metrics for converting the given dates (see metrics.summarize)."""
-        preds, refs = [], []
+        days = list(days)
+        preds = self.predict_days(days, beam_size, chunk_size)
+        return summarize(preds, [target_tokens(d) for d in days])
+
+    def predict_days(
+        self, days: Iterable[dt.date], beam_size: int = 1, chunk_size: int = 8192
+    ) -> list[list[str]]:
+        """Return the model's output tokens for each date, <EOS> and padding cut."""
+        preds = []
         it = iter(days)
         while chunk := list(islice(it, chunk_size)):
             src = encode_sources([source_text(d) for d in chunk], self.vocab)
             out = decode(self.model, src, self.decode_config.max_len, beam_size)
             preds += [self.vocab.decode(r) for r in out.ids.tolist()]
-            refs += [target_tokens(d) for d in chunk]
-        return summarize(preds, refs)
+        return preds
 
     def held_out_days(self) -> list[dt.date]:
         """Return the held-out dates this model's data config draws."""

@@ -288,3 +288,42 @@ def test_explain_equals_convert_and_trace_in_one_decode(converter, held_out_text
             assert steps == converter.trace(text, top_k=4)
         else:
             assert steps == []
+
+
+def test_predict_days_gives_what_convert_gives(converter, held_out_texts):
+    days = converter.held_out_days()[:40]
+    preds = converter.predict_days(days, chunk_size=9)
+    assert len(preds) == 40
+    for pred, text in zip(preds, held_out_texts[:40], strict=True):
+        assert tuple(pred) == converter.convert(text).tokens
+    assert converter.predict_days([]) == []
+
+
+class Interrupted(Exception):
+    """What the app's script raises inside on_progress when a click reruns it."""
+
+
+def test_observers_see_every_event_even_when_the_run_is_interrupted():
+    trainer = converter_module.Trainer(TINY_DATA, TINY_MODEL, TINY_TRAIN)
+    seen, shown = [], []
+    trainer.observers.append(lambda e: seen.append((e.kind, e.step)))
+
+    def show(event):
+        shown.append((event.kind, event.step))
+        if event.step == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        trainer.run(on_progress=show)
+    assert seen == shown == [("step", 1)]  # the observer went first
+    assert trainer.done.is_set() and trainer.steps == 1
+
+
+def test_observers_alone_receive_the_events():
+    trainer = converter_module.Trainer(TINY_DATA, TINY_MODEL, TINY_TRAIN)
+    seen = []
+    trainer.observers.append(seen.append)
+    trainer.run(eval_every=1)
+    kinds = [e.kind for e in seen]
+    assert kinds.count("step") == trainer.steps == 2  # 32 dates, batches of 16
+    assert kinds.count("eval") == 2 and kinds[-1] == "epoch"
