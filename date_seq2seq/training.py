@@ -8,7 +8,6 @@ good weights restored, not with a model full of NaNs.
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import math
@@ -96,6 +95,21 @@ class Adam:
         torch._foreach_add_(denom, self.eps)
         step_sizes = [-self.lr / (1 - beta1 ** self.steps[i]) for i in index]
         torch._foreach_addcdiv_(params, m, denom, step_sizes)
+
+
+@torch.no_grad()
+def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
+    """Scale all gradients down together so their joint norm is at most max_norm.
+
+    As torch.nn.utils.clip_grad_norm_, in a few list ops instead of some per
+    parameter (on CPU it goes parameter by parameter). Returns the norm before.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+    return float(total)
 
 
 def masked_cross_entropy(
@@ -210,7 +224,8 @@ def fit(
     n = len(train)
     per_epoch = math.ceil(n / cfg.batch_size)
     result = result if result is not None else TrainResult()
-    good = copy.deepcopy(model.state_dict())
+    params = list(model.parameters())
+    good = [p.detach().clone() for p in params]  # the weights of the last finite loss
     start = time.perf_counter()
     step = 0
     reached_at: int | None = None
@@ -231,7 +246,8 @@ def fit(
                 logits, _ = model(src, tgt_in)
             loss, count = masked_cross_entropy(logits, tgt_out, model.pad_id)
             if not torch.isfinite(loss.detach()):
-                model.load_state_dict(good)
+                with torch.no_grad():
+                    torch._foreach_copy_(params, good)
                 result.stop_reason = "diverged"
                 result.message = (
                     f"the loss became {float(loss.detach())} at step {step + 1}; "
@@ -241,10 +257,11 @@ def fit(
                 )
                 log.warning(result.message)
                 break
-            good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            with torch.no_grad():
+                torch._foreach_copy_(good, params)
             model.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            clip_grad_norm(params, cfg.clip_norm)
             optimizer.step()
             step += 1
             loss_value = float(loss.detach())

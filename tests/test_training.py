@@ -18,6 +18,7 @@ from date_seq2seq.metrics import exact_match, token_accuracy
 from date_seq2seq.model import Seq2Seq
 from date_seq2seq.training import (
     Adam,
+    clip_grad_norm,
     evaluate_pairs,
     fit,
     masked_cross_entropy,
@@ -369,3 +370,19 @@ def test_adam_matches_torch_optim_adam():
         reference.step()
         for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("max_norm", [0.1, 1.0, 100.0])
+def test_clip_grad_norm_matches_torch(max_norm):
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.GRU(4, 6), torch.nn.GRU(4, 6)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 2, 4)
+    for model in (ours, theirs):
+        model(x)[0].pow(2).sum().backward()
+    want = torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm)
+    got = clip_grad_norm(list(ours.parameters()), max_norm)
+    assert got == pytest.approx(float(want))
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+    assert clip_grad_norm([torch.nn.Parameter(torch.ones(2))], 1.0) == 0.0  # no grads
