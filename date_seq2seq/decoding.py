@@ -223,7 +223,7 @@ class TraceStep:
     context: list[float] | None  # weighted sum of encoder outputs, (enc_hidden,)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def trace(
     model: Seq2Seq,
     src: torch.Tensor,
@@ -236,34 +236,50 @@ def trace(
 
     `force` maps a step number to a token id emitted there instead of the
     argmax, so a learner can push the decoder off course and watch it recover.
+    The loop keeps tensors; they become Python lists in one go at the end.
     """
     force = dict(force or {})
     memory, state = model.encode(src[None])
+    fed, chosen, best = [vocab.bos_id], [], []
+    logits, queries, attended = [], [], []
     prev = torch.tensor([vocab.bos_id])
-    steps: list[TraceStep] = []
-    k = min(top_k, len(vocab))
     for t in range(max_len):
         out = model.decode_step(prev, state, memory)
-        probs = torch.softmax(out.logits[0], dim=-1)  # (vocab,)
-        top_p, top_i = probs.topk(k)
-        token = force.get(t, int(top_i[0]))
-        att = out.attended
-        steps.append(
-            TraceStep(
-                fed=vocab.tokens[int(prev[0])],
-                chosen=vocab.tokens[token],
-                forced=t in force and token != int(top_i[0]),
-                top=[
-                    (vocab.tokens[int(i)], float(p))
-                    for p, i in zip(top_p, top_i, strict=True)
-                ],
-                query=out.query[0].tolist(),
-                scores=att.scores[0, 0].tolist() if att is not None else None,
-                weights=att.weights[0, 0].tolist() if att is not None else None,
-                context=att.context[0, 0].tolist() if att is not None else None,
-            )
-        )
-        if token == vocab.eos_id:
+        best.append(int(out.logits[0].argmax()))
+        chosen.append(force.get(t, best[-1]))
+        logits.append(out.logits[0])
+        queries.append(out.query[0])
+        attended.append(out.attended)
+        if chosen[-1] == vocab.eos_id:
             break
-        prev, state = torch.tensor([token]), out.state
-    return steps
+        fed.append(chosen[-1])
+        prev, state = torch.tensor([chosen[-1]]), out.state
+    top_p, top_i = torch.softmax(torch.stack(logits), dim=-1).topk(
+        min(top_k, len(vocab))
+    )
+    top = [
+        [(vocab.tokens[i], p) for p, i in zip(ps, is_, strict=True)]
+        for ps, is_ in zip(top_p.tolist(), top_i.tolist(), strict=True)
+    ]
+    query = torch.stack(queries).tolist()
+    n = len(chosen)
+    if attended[0] is not None:
+        scores, weights, context = (
+            torch.stack([getattr(a, name)[0, 0] for a in attended]).tolist()
+            for name in ("scores", "weights", "context")
+        )
+    else:
+        scores = weights = context = [None] * n
+    return [
+        TraceStep(
+            fed=vocab.tokens[fed[t]],
+            chosen=vocab.tokens[chosen[t]],
+            forced=chosen[t] != best[t],
+            top=top[t],
+            query=query[t],
+            scores=scores[t],
+            weights=weights[t],
+            context=context[t],
+        )
+        for t in range(n)
+    ]
