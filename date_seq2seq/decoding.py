@@ -111,15 +111,17 @@ def greedy_many(
     src: torch.Tensor,
     max_len: int,
     chunk_size: int = 1024,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> torch.Tensor:
     """Greedy ids (batch, steps) for many sources of equal length, fast.
 
     Each distinct source is decoded once (a file of dates repeats many), in
     chunks of chunk_size – small enough to stay in cache – spread over
-    `workers` threads (torch releases the GIL inside its ops). The ids equal
+    `workers` threads (torch releases the GIL inside its ops; by default as
+    many as torch has intra-op threads). The ids equal
     `greedy(model, src, max_len).ids`, <PAD> after each row's <EOS>.
     """
+    workers = workers or torch.get_num_threads()
     first, inverse = distinct_rows(src, model.cfg.vocab_size)
     unique = src[first]
     chunks = [unique[i : i + chunk_size] for i in range(0, len(unique), chunk_size)]
