@@ -90,7 +90,7 @@ def phase_convert(checkpoint_path: str) -> dict:
     converter = Converter.from_path(checkpoint_path)
     model = converter.model
     with torch.inference_mode():
-        convert = lambda src: greedy_many(model, src, 12)  # noqa: E731
+        convert = lambda src: greedy_many(model, src, 12).ids  # noqa: E731
         per_second = rate(convert, many_sources(converter.vocab))
         distinct_per_second = rate(convert, distinct_sources(converter.vocab))
     timings = []

@@ -258,17 +258,20 @@ def _convert(args: argparse.Namespace) -> int:
         print("error: --beam must be at least 1", file=sys.stderr)
         return EXIT_UNUSABLE
     converter = _converter(args.checkpoint)
+    # Big chunks: a file's repeated dates are decoded once per chunk.
+    chunk = 65536
     if args.dates:
         inputs: Iterator[str] = iter(args.dates)
-        chunk = 8192
     else:
         # Undecodable bytes become U+FFFD and are then refused as non-ASCII.
         stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
         inputs = _lines(stdin)
-        chunk = 1 if sys.stdin.isatty() else 8192  # answer a typing user at once
+        if sys.stdin.isatty():
+            chunk = 1  # answer a typing user at once
     refused = False
     out = sys.stdout
-    for n, result in enumerate(converter.convert_many(inputs, args.beam, chunk), 1):
+    results = converter.convert_many(inputs, args.beam, chunk, with_attention=args.json)
+    for n, result in enumerate(results, 1):
         usable = result.error is None and result.warning is None
         refused |= not usable
         out.write(_format(result, args.json) + "\n")

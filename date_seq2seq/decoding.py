@@ -112,14 +112,13 @@ def greedy_many(
     max_len: int,
     chunk_size: int = 1024,
     workers: int | None = None,
-) -> torch.Tensor:
-    """Greedy ids (batch, steps) for many sources of equal length, fast.
+) -> Decoded:
+    """Greedy decoding of many sources of equal length, fast; equals `greedy`.
 
     Each distinct source is decoded once (a file of dates repeats many), in
     chunks of chunk_size – small enough to stay in cache – spread over
     `workers` threads (torch releases the GIL inside its ops; by default as
-    many as torch has intra-op threads). The ids equal
-    `greedy(model, src, max_len).ids`, <PAD> after each row's <EOS>.
+    many as torch has intra-op threads).
     """
     workers = workers or torch.get_num_threads()
     first, inverse = distinct_rows(src, model.cfg.vocab_size)
@@ -127,16 +126,27 @@ def greedy_many(
     chunks = [unique[i : i + chunk_size] for i in range(0, len(unique), chunk_size)]
     if workers > 1 and len(chunks) > 1:
         with ThreadPoolExecutor(min(workers, len(chunks))) as pool:
-            parts = list(pool.map(lambda c: greedy(model, c, max_len).ids, chunks))
+            parts = list(pool.map(lambda c: greedy(model, c, max_len), chunks))
     else:
-        parts = [greedy(model, c, max_len).ids for c in chunks]
-    steps = max((p.size(1) for p in parts), default=0)
+        parts = [greedy(model, c, max_len) for c in chunks]
+    steps = max((p.ids.size(1) for p in parts), default=0)
     ids = torch.full((len(unique), steps), Vocabulary.pad_id, dtype=torch.long)
+    attention = None
+    if parts and parts[0].attention is not None:
+        attention = torch.zeros(len(unique), steps, src.size(1))
     row = 0
     for part in parts:
-        ids[row : row + len(part), : part.size(1)] = part
-        row += len(part)
-    return ids[inverse]
+        rows, length = part.ids.shape
+        ids[row : row + rows, :length] = part.ids
+        if attention is not None:
+            attention[row : row + rows, :length] = part.attention
+        row += rows
+    scores = torch.cat([p.scores for p in parts]) if parts else torch.zeros(0)
+    return Decoded(
+        ids[inverse],
+        attention[inverse] if attention is not None else None,
+        scores[inverse],
+    )
 
 
 @torch.no_grad()
@@ -205,8 +215,10 @@ def decode(
     beam_size: int = 1,
     src_lengths: torch.Tensor | None = None,
 ) -> Decoded:
-    """Greedy for beam_size 1, beam search otherwise."""
+    """Greedy for beam_size 1 (each distinct source once), beam search otherwise."""
     if beam_size == 1:
+        if src_lengths is None:
+            return greedy_many(model, src, max_len)
         return greedy(model, src, max_len, src_lengths)
     return beam_search(model, src, beam_size, max_len, src_lengths)
 

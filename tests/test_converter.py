@@ -327,3 +327,22 @@ def test_observers_alone_receive_the_events():
     kinds = [e.kind for e in seen]
     assert kinds.count("step") == trainer.steps == 2  # 32 dates, batches of 16
     assert kinds.count("eval") == 2 and kinds[-1] == "epoch"
+
+
+def test_convert_many_decodes_repeats_once_with_the_same_answers(
+    converter, held_out_texts
+):
+    texts = [*held_out_texts[:30], "24-02-30", 7, "50-01-01"]  # type: ignore[list-item]
+    repeated = texts * 3
+    many = list(converter.convert_many(repeated, chunk_size=50))
+    alone = [converter.convert(t) for t in repeated]  # type: ignore[arg-type]
+    assert [c.output for c in many] == [c.output for c in alone]
+    assert [c.error for c in many] == [c.error for c in alone]
+    for a, b in zip(many, alone, strict=True):
+        if a.attention is not None:
+            torch.testing.assert_close(
+                torch.tensor(a.attention), torch.tensor(b.attention)
+            )
+    lean = list(converter.convert_many(repeated, with_attention=False))
+    assert [c.output for c in lean] == [c.output for c in many]
+    assert all(c.attention is None for c in lean)

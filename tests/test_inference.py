@@ -123,7 +123,10 @@ def test_greedy_many_equals_greedy(trained, vocab, workers):
     picks = torch.randint(0, len(days), (3000,), generator=gen).tolist()  # repeats
     src = encode_sources([source_text(days[i]) for i in picks], vocab)
     got = greedy_many(trained.model, src, 12, chunk_size=256, workers=workers)
-    assert torch.equal(got, greedy(trained.model, src, 12).ids)
+    want = greedy(trained.model, src, 12)
+    assert torch.equal(got.ids, want.ids)
+    torch.testing.assert_close(got.scores, want.scores)
+    torch.testing.assert_close(got.attention, want.attention)
 
 
 def test_greedy_many_pads_chunks_that_end_sooner(make_model):
@@ -132,6 +135,9 @@ def test_greedy_many_pads_chunks_that_end_sooner(make_model):
         model.decoder.out.bias[EOS] = 4.0  # some rows end early, others run on
     src = _sources(300, seed=8)
     got = greedy_many(model, src, 12, chunk_size=32)
-    want = greedy(model, src, 12).ids
-    assert torch.equal(got[:, : want.size(1)], want)
-    assert (got[:, want.size(1) :] == PAD).all()
+    want = greedy(model, src, 12)
+    steps = want.ids.size(1)
+    assert torch.equal(got.ids[:, :steps], want.ids)
+    assert (got.ids[:, steps:] == PAD).all()
+    torch.testing.assert_close(got.attention[:, :steps], want.attention)
+    assert (got.attention[:, steps:] == 0).all()
