@@ -134,6 +134,22 @@ def phase_baseline() -> dict:
     return result
 
 
+def time_convert_command(checkpoint_path: str, tmp: Path) -> float:
+    """Wall seconds of `python -m date_seq2seq convert` on a 100,000-line file."""
+    days = Window.from_config(DataConfig()).dates()
+    lines = tmp / "dates.txt"
+    lines.write_text("".join(source_text(days[i % len(days)]) + "\n"
+                             for i in range(N_CONVERT)))  # fmt: skip
+    with lines.open() as stdin:
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "date_seq2seq", "convert", "--checkpoint",
+             checkpoint_path],
+            stdin=stdin, stdout=subprocess.DEVNULL, check=True, cwd=ROOT,
+        )  # fmt: skip
+    return time.perf_counter() - started
+
+
 def run_phase(*args: str) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--phase", *args],
@@ -164,6 +180,7 @@ def main() -> None:
         )  # fmt: skip
         train_wall = time.perf_counter() - started
         cli_summary = json.loads(cmd.stdout.strip().splitlines()[-1])
+        convert_wall = time_convert_command(ckpt, Path(tmp))
     base = run_phase("baseline")
 
     speedup_train = base["seconds"] / ours["train_seconds_to_target"]
@@ -183,6 +200,8 @@ def main() -> None:
         ("convert the 22,280 distinct dates once each (dates/s)",
          f"{conv['distinct_dates_per_second']:,.0f}",
          f"{base['distinct_dates_per_second']:,.0f}", f"{speedup_distinct:.1f}x"),
+        ("whole `convert` command, 100,000-line file, wall (s)",
+         f"{convert_wall:.2f}", "", ""),
         ("one date + attention + top-3 trace (ms, median, 1 thread)",
          f"{conv['single_ms_median']:.2f}", "", ""),
         ("peak memory, training (MB)", f"{ours['train_peak_mb']:.0f}",
@@ -198,6 +217,7 @@ def main() -> None:
     for name, a, b, r in rows:
         print(f"| {name:<58} | {a:>12} | {b:>12} | {r:>6} |")
     print(json.dumps({"ours": ours, "convert": conv, "train_command_wall": train_wall,
+                      "convert_command_wall": convert_wall,
                       "train_command": cli_summary, "baseline": base,
                       "speedup_train": speedup_train,
                       "speedup_convert": speedup_convert,
