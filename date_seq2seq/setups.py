@@ -65,7 +65,11 @@ class Setup:
 
     def __post_init__(self) -> None:
         for f in fields(self):  # stored as checked: a probe stripped, a rate snapped
-            object.__setattr__(self, f.name, check_value(f.name, getattr(self, f.name)))
+            try:
+                value = check_value(f.name, getattr(self, f.name))
+            except ValueError as e:
+                raise ValueError(f"{f.name} {e}") from None
+            object.__setattr__(self, f.name, value)
 
     def configs(self) -> tuple[DataConfig, ModelConfig, TrainConfig]:
         """Return the data, model and training configs this setup trains with."""

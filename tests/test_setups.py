@@ -114,7 +114,7 @@ def test_unknown_and_foreign_parameters():
      ("attention", "bahdanau"), ("dropout", "0.1")],
 )  # fmt: skip
 def test_building_a_setup_checks_every_value(name, value):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"^{name} "):  # the message names it
         Setup(**{name: value})
 
 
