@@ -11,7 +11,9 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 
 import altair as alt
 import streamlit as st
@@ -23,25 +25,30 @@ from streamlit.delta_generator import DeltaGenerator
 # and two sessions training at once then share the two cores, not fight.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from date_seq2seq import lab
 from date_seq2seq.checkpoint import CheckpointError
-from date_seq2seq.config import (
-    ATTENTION_KINDS,
-    CELL_KINDS,
-    DataConfig,
-    ModelConfig,
-    TrainConfig,
-)
+from date_seq2seq.config import ATTENTION_KINDS, CELL_KINDS, DataConfig, TrainConfig
 from date_seq2seq.converter import (
     Conversion,
     Converter,
     Trainer,
     default_checkpoint_path,
 )
+from date_seq2seq.data import MONTHS, InputError
+from date_seq2seq.setups import BOUNDS, CHOICES, Setup
 from date_seq2seq.training import Progress
 
 EXAMPLES = ("24-11-22", "74-01-01", "00-02-29", "34-12-31", "24-02-30", "50-01-01")
 REDRAW_SECONDS = 0.5  # live charts redraw at most this often
 EVAL_EVERY = 25  # steps between held-out evaluations while training in the app
+TABS = (
+    "Convert",
+    "Step through",
+    "Exposure bias",
+    "Train",
+    "Attention forming",
+    "Compare runs",
+)
 
 
 # --- state ------------------------------------------------------------------
@@ -116,33 +123,43 @@ def request_stop() -> None:
 
 
 # --- charts -----------------------------------------------------------------
+# Every spec is built with Altair once per process, then copied and filled in:
+# validating an Altair chart costs 10-40 ms, and one run of the page draws a
+# dozen charts. A string "@name" in a spec is a placeholder `filled` replaces
+# (["@name"] for a list). Data rows are passed beside the spec, not inside it.
 
 
-def attention_chart(result: Conversion) -> alt.LayerChart:
-    """Heatmap: input position on x (labelled by its character), output token on y."""
-    chars, tokens = list(result.input), list(result.tokens)
-    rows = [
-        {
-            "output_step": i,
-            "output_token": token,
-            "input_position": j,
-            "input_char": chars[j],
-            "weight": weight,
-        }
-        for i, (token, row) in enumerate(zip(tokens, result.attention, strict=True))
-        for j, weight in enumerate(row)
-    ]
-    # Positions, not characters, on the axes: repeated '-' or '1' would collapse.
-    x_labels = f"{json.dumps(chars)}[datum.value]"
-    y_labels = f"{json.dumps(tokens)}[datum.value]"
-    base = alt.Chart(alt.Data(values=rows)).encode(
+@functools.cache
+def _spec_text(build: Callable[[], alt.TopLevelMixin]) -> str:
+    return json.dumps(build().to_dict())
+
+
+def filled(build: Callable[[], alt.TopLevelMixin], **values: object) -> dict:
+    """A fresh copy of the spec `build` makes, its placeholders replaced."""
+    text = _spec_text(build)
+    for name, value in values.items():
+        hole = [f"@{name}"] if isinstance(value, list) else f"@{name}"
+        text = text.replace(json.dumps(hole), json.dumps(value))
+    return json.loads(text)
+
+
+def labels(names: Sequence[str]) -> str:
+    """A Vega expression labelling position i of an axis with names[i].
+
+    Positions, not the names, go on the axes: repeated '-' or '1' would collapse.
+    """
+    return f"{json.dumps(list(names))}[datum.value]"
+
+
+def _heatmap() -> alt.LayerChart:
+    base = alt.Chart().encode(
         x=alt.X(
             "input_position:O",
             title="input character",
-            axis=alt.Axis(labelExpr=x_labels, labelAngle=0, orient="top"),
+            axis=alt.Axis(labelExpr="@x_labels", labelAngle=0, orient="top"),
         ),
         y=alt.Y(
-            "output_step:O", title="output token", axis=alt.Axis(labelExpr=y_labels)
+            "output_step:O", title="output token", axis=alt.Axis(labelExpr="@y_labels")
         ),
     )
     cells = base.mark_rect().encode(
@@ -164,7 +181,207 @@ def attention_chart(result: Conversion) -> alt.LayerChart:
             alt.datum.weight > 0.5, alt.value("white"), alt.value("#333")
         ),
     )
-    return (cells + text).properties(height=340)
+    return (cells + text).properties(height=340, description="@description")
+
+
+def attention_chart(
+    chars: Sequence[str],
+    tokens: Sequence[str],
+    weights: Sequence[Sequence[float]],
+    description: str,
+) -> tuple[list[dict], dict]:
+    """Heatmap rows and spec: input position on x, output token on y.
+
+    `description` names the chart for screen readers (and tests).
+    """
+    chars, tokens = list(chars), list(tokens)
+    rows = [
+        {
+            "output_step": i,
+            "output_token": token,
+            "input_position": j,
+            "input_char": chars[j],
+            "weight": weight,
+        }
+        for i, (token, row) in enumerate(zip(tokens, weights, strict=True))
+        for j, weight in enumerate(row)
+    ]
+    spec = filled(
+        _heatmap,
+        x_labels=labels(chars),
+        y_labels=labels(tokens),
+        description=description,
+    )
+    return rows, spec
+
+
+def _vector() -> alt.Chart:
+    return (
+        alt.Chart(title="@title")
+        .mark_rect()
+        .encode(
+            x=alt.X(
+                "dim:O", title="dimension", axis=alt.Axis(labels=False, ticks=False)
+            ),
+            color=alt.Color(
+                "value:Q", scale=alt.Scale(scheme="redblue", domainMid=0), legend=None
+            ),
+            tooltip=["dim:O", alt.Tooltip("value:Q", format=".3f")],
+        )
+        .properties(height=46, description="@description")
+    )
+
+
+def vector_chart(
+    values: Sequence[float], title: str, description: str
+) -> tuple[list[dict], dict]:
+    """A vector as one row of cells coloured by value, red < 0 < blue."""
+    rows = [{"dim": i, "value": v} for i, v in enumerate(values)]
+    return rows, filled(_vector, title=title, description=description)
+
+
+def _per_input() -> alt.Chart:
+    return (
+        alt.Chart(title="@title")
+        .mark_bar()
+        .encode(
+            x=alt.X(
+                "input_position:O",
+                title="input character",
+                axis=alt.Axis(labelExpr="@x_labels", labelAngle=0),
+            ),
+            y=alt.Y("value:Q", title=None),
+            tooltip=["input_char:N", alt.Tooltip("value:Q", format=".3f")],
+        )
+        .properties(height=170, description="@description")
+    )
+
+
+def per_input_chart(
+    chars: str, values: Sequence[float], title: str, description: str
+) -> tuple[list[dict], dict]:
+    """One bar per input character (by position: repeated '-' stay apart)."""
+    rows = [
+        {"input_position": j, "input_char": c, "value": v}
+        for j, (c, v) in enumerate(zip(chars, values, strict=True))
+    ]
+    spec = filled(
+        _per_input, x_labels=labels(chars), title=title, description=description
+    )
+    return rows, spec
+
+
+def _top() -> alt.Chart:
+    return (
+        alt.Chart(title="Top outputs")
+        .mark_bar()
+        .encode(
+            y=alt.Y("rank:O", title=None, axis=alt.Axis(labelExpr="@y_labels")),
+            x=alt.X(
+                "p:Q",
+                title="probability",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
+            tooltip=["token:N", alt.Tooltip("p:Q", format=".1%")],
+        )
+        .properties(height=170, description="top outputs")
+    )
+
+
+def top_chart(top: Sequence[tuple[str, float]]) -> tuple[list[dict], dict]:
+    rows = [{"rank": r, "token": t, "p": p} for r, (t, p) in enumerate(top)]
+    return rows, filled(_top, y_labels=labels([t for t, _ in top]))
+
+
+def _sharpness() -> alt.LayerChart:
+    title = alt.Title(
+        "Sharpness", subtitle="Mean of each row's largest weight: 1/8 is a blur."
+    )
+    line = (
+        alt.Chart(title=title)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q"),
+            y=alt.Y("sharpness:Q", scale=alt.Scale(domain=[0, 1])),
+            tooltip=["step:Q", alt.Tooltip("sharpness:Q", format=".2f")],
+        )
+    )
+    shown = alt.Chart().mark_rule(color="red").encode(x="step:Q")
+    return (line + shown.transform_filter("@shown")).properties(
+        height=300, description="sharpness"
+    )
+
+
+def sharpness_chart(
+    snapshots: Sequence[lab.Snapshot], shown: int
+) -> tuple[list[dict], dict]:
+    """Sharpness of every snapshot, with a rule at the step shown."""
+    rows = [{"step": s.step, "sharpness": s.sharpness()} for s in snapshots]
+    return rows, filled(_sharpness, shown=f"datum.step == {int(shown)}")
+
+
+def _curves() -> alt.Chart:
+    return (
+        alt.Chart(title="Held-out exact match, free-running")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q"),
+            y=alt.Y(
+                "exact_match:Q",
+                title="exact match",
+                axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1]),
+            ),
+            color=alt.Color("variant:N", title=None),
+            tooltip=[
+                "variant:N",
+                "step:Q",
+                "epoch:Q",
+                alt.Tooltip("seconds:Q", format=".1f"),
+                alt.Tooltip("exact_match:Q", format=".1%"),
+            ],
+        )
+        .properties(height=300, description="compared curves")
+    )
+
+
+def curves_chart(comparison: lab.Comparison) -> tuple[list[dict], dict]:
+    """Every compared variant's held-out curve, one colour each."""
+    rows = [
+        {"variant": v.name, **point}
+        for v, curve in list(comparison.curves.items())
+        for point in list(curve)
+    ]
+    return rows, filled(_curves)
+
+
+def _confusion() -> alt.LayerChart:
+    base = alt.Chart().encode(
+        x=alt.X(
+            "output:O",
+            sort=["@x_order"],
+            title="month in the output",
+            axis=alt.Axis(orient="top", labelAngle=0),
+        ),
+        y=alt.Y("right:O", sort=list(MONTHS), title="right month"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("count:Q", scale=alt.Scale(scheme="oranges", type="log")),
+        tooltip=["right:O", "output:O", "count:Q"],
+    )
+    text = base.mark_text(fontSize=11).encode(text="count:Q")
+    return (cells + text).properties(height=380, description="month confusion")
+
+
+def confusion_chart(report: lab.RunReport) -> tuple[list[dict], dict]:
+    """Right month against the month written, counted; other values at the end."""
+    rows = [
+        {"right": a, "output": b, "count": n}
+        for (a, b), n in report.month_confusion.items()
+    ]
+    others = sorted({b for _, b in report.month_confusion} - set(MONTHS))
+    return rows, filled(_confusion, x_order=[*MONTHS, *others])
 
 
 @functools.cache
@@ -301,7 +518,10 @@ def convert_ui(converter: Converter) -> None:
             "Each row is one output token; the cells are the softmax attention "
             "weights over the input characters when it was produced (rows sum to 1)."
         )
-        st.altair_chart(attention_chart(result), width="stretch", key="heatmap")
+        rows, spec = attention_chart(
+            result.input, result.tokens, result.attention, "attention heatmap"
+        )
+        st.vega_lite_chart(rows, spec, width="stretch", key="heatmap")
 
     st.markdown("#### Step by step (greedy)")
     table = [
@@ -319,52 +539,74 @@ def convert_ui(converter: Converter) -> None:
 # --- train ------------------------------------------------------------------
 
 
-def train_form_ui() -> tuple[DataConfig, ModelConfig, TrainConfig] | None:
-    """Draw the training controls; return configs when Train is pressed."""
-    d_model, d_train, d_data = ModelConfig(), TrainConfig(), DataConfig()
+def init_setup() -> None:
+    """Read the page's query parameters into the Train form, once per session.
+
+    A shared link carries a whole setup; a bad value in it keeps its default
+    and is reported above the tabs, never raised.
+    """
+    if "setup" in st.session_state:
+        return
+    params = st.query_params.to_dict()
+    setup, problems = Setup.from_params(params)
+    st.session_state.setup = setup
+    st.session_state.setup_problems = problems
+    # A link with a setup opens on the Train tab: that is what it is for.
+    linked = any(name in asdict(setup) for name in params)
+    st.session_state.first_tab = "Train" if linked else "Convert"
+
+
+def setup_problems_ui(slot: DeltaGenerator) -> None:
+    problems = st.session_state.get("setup_problems")
+    if problems:
+        slot.warning(
+            "This link's training setup has values that cannot be used; the Train "
+            "form shows the defaults for them instead.\n\n"
+            + "\n".join(f"- {problem}" for problem in problems),
+            icon=":material/link_off:",
+        )
+
+
+def train_form_ui() -> Setup | None:
+    """Draw the training controls; return the setup when Train is pressed.
+
+    The widgets' keys are the Setup's field names, and their ranges are the
+    ones a link is checked against, so any value a link may carry fits.
+    """
+    for name, value in asdict(st.session_state.setup).items():
+        st.session_state.setdefault(name, value)  # the link's or the last run's
     with st.form("train_form", border=True):
         c1, c2, c3, c4 = st.columns(4)
-        attention = c1.selectbox(
-            "Attention",
-            ATTENTION_KINDS,
-            index=ATTENTION_KINDS.index(d_model.attention),
-            key="attention",
-        )
-        cell = c1.selectbox("Cell", CELL_KINDS, key="cell")
-        embedding = c2.number_input(
-            "Embedding size", 2, 256, d_model.embedding_dim, key="embedding"
-        )
-        hidden = c2.number_input(
-            "Hidden size", 2, 512, d_model.encoder_hidden, key="hidden"
-        )
-        layers = c2.number_input("Layers", 1, 4, d_model.num_layers, key="layers")
-        dropout = c3.slider("Dropout", 0.0, 0.5, d_model.dropout, 0.05, key="dropout")
-        lr = c3.select_slider(
-            "Learning rate",
-            options=[3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1],
-            value=d_train.lr,
-            key="lr",
-        )
-        sampling = c3.slider(
+        c1.selectbox("Attention", CHOICES["attention"], key="attention")
+        c1.selectbox("Cell", CHOICES["cell"], key="cell")
+        c1.number_input("Seed", *BOUNDS["seed"], key="seed")
+        c2.number_input("Embedding size", *BOUNDS["embedding"], key="embedding")
+        c2.number_input("Hidden size", *BOUNDS["hidden"], key="hidden")
+        c2.number_input("Layers", *BOUNDS["layers"], key="layers")
+        c3.slider("Dropout", *BOUNDS["dropout"], step=0.05, key="dropout")
+        c3.select_slider("Learning rate", options=CHOICES["lr"], key="lr")
+        c3.slider(
             "Scheduled sampling p",
-            0.0,
-            1.0,
-            d_train.sampling_prob,
-            0.05,
+            *BOUNDS["sampling"],
+            step=0.05,
             key="sampling",
             help="Per token, feed the model its own prediction with this "
             "probability instead of the true previous token (0 = teacher forcing).",
         )
-        batch = c4.select_slider(
-            "Batch size", [8, 16, 32, 64, 128, 256], d_train.batch_size, key="batch"
+        c4.select_slider("Batch size", CHOICES["batch"], key="batch")
+        c4.number_input("Epochs (at most)", *BOUNDS["epochs"], key="epochs")
+        c4.number_input(
+            "Training dates", *BOUNDS["train_size"], step=50, key="train_size"
         )
-        epochs = c4.number_input(
-            "Epochs (at most)", 1, 200, d_train.epochs, key="epochs"
+        c2.text_input(
+            "Probe date",
+            key="probe",
+            help="Its attention map is recorded while training: see the "
+            "Attention forming tab.",
         )
-        train_size = c4.number_input(
-            "Training dates", 50, 20000, d_data.train_size, 50, key="train_size"
+        c3.number_input(
+            "Record it every (steps)", *BOUNDS["snapshot_every"], key="snapshot_every"
         )
-        seed = c1.number_input("Seed", 0, 2**31 - 1, d_train.seed, key="seed")
         st.form_submit_button("Train", type="primary", on_click=request_training)
     # A callback, not the button's return value: when a click interrupts a run,
     # Streamlit can hand the previous run's button press to the next run, and
@@ -372,27 +614,25 @@ def train_form_ui() -> tuple[DataConfig, ModelConfig, TrainConfig] | None:
     if not st.session_state.pop("train_requested", False):
         return None
     try:
-        model_cfg = ModelConfig(
-            cell=cell,
-            attention=attention,
-            embedding_dim=int(embedding),
-            encoder_hidden=int(hidden),
-            decoder_hidden=int(hidden),
-            num_layers=int(layers),
-            dropout=float(dropout),
-        )
-        train_cfg = TrainConfig(
-            epochs=int(epochs),
-            batch_size=int(batch),
-            lr=float(lr),
-            sampling_prob=float(sampling),
-            seed=int(seed),
-        )
-        data_cfg = DataConfig(train_size=int(train_size), seed=int(seed))
+        setup = Setup(**{name: st.session_state[name] for name in asdict(Setup())})
     except ValueError as e:
         st.error(f"These settings cannot be trained: {e}")
         return None
-    return data_cfg, model_cfg, train_cfg
+    # The page's address now reproduces this setup: a link to share.
+    st.session_state.setup = setup
+    st.session_state.setup_problems = []
+    st.query_params.from_dict(setup.to_params())
+    return setup
+
+
+def share_link_ui() -> None:
+    params = urllib.parse.urlencode(st.session_state.setup.to_params())
+    st.markdown("#### Share this setup")
+    st.caption(
+        "The page's address holds the Train form's settings once you train: send "
+        "the link and the same form, seed and data open on the other side."
+    )
+    st.code(f"{st.context.url or ''}?{params}", language=None, wrap_lines=True)
 
 
 def draw_curves(loss_slot, accuracy_slot) -> None:  # noqa: ANN001 - st.empty slots
@@ -404,14 +644,18 @@ def draw_curves(loss_slot, accuracy_slot) -> None:  # noqa: ANN001 - st.empty sl
     accuracy_slot.vega_lite_chart(accuracy_rows(evals), accuracy_spec, width="stretch")
 
 
-def run_training(configs: tuple[DataConfig, ModelConfig, TrainConfig]) -> None:
+def run_training(setup: Setup) -> None:
     """Train live; the session keeps whatever was trained, however the run ends."""
-    data_cfg, model_cfg, train_cfg = configs
+    data_cfg, model_cfg, train_cfg = setup.configs()
     try:
         trainer = Trainer(data_cfg, model_cfg, train_cfg)
-    except ValueError as e:
+        recorder = None
+        if model_cfg.attention != "none":
+            recorder = lab.probe_recorder(trainer, setup.probe, setup.snapshot_every)
+    except ValueError as e:  # InputError included
         st.error(f"These settings cannot be trained: {e}")
         return
+    st.session_state.recorder = recorder  # the new run's snapshots, as they come
     st.button(
         "Stop training", key="stop", on_click=request_stop, icon=":material/stop:"
     )
@@ -466,6 +710,9 @@ def adopt_trained_model(slot: DeltaGenerator) -> None:
         slot.warning("The previous training run is still finishing; reload soon.")
         return
     del st.session_state["trainer"]
+    recorder: lab.AttentionRecorder | None = st.session_state.get("recorder")
+    if recorder is not None and recorder.model is trainer.model:
+        recorder.finish(trainer.steps)  # the model as the run left it
     stopped = st.session_state.pop("stop_requested_by_user", False)
     st.session_state.stop_requested = False
     st.session_state.converter = Converter(trainer.checkpoint())
@@ -529,14 +776,461 @@ def model_files_ui(converter: Converter) -> None:
 def train_ui() -> None:
     st.markdown(
         "Train your own model from scratch. The default settings reach 100% "
-        "held-out exact match in a few seconds."
+        "held-out exact match in a few seconds. The second chart is exposure bias "
+        "made visible: teacher-forced accuracy (the decoder fed the true previous "
+        "token) runs ahead of free-running accuracy (fed its own); raise "
+        "*Scheduled sampling p* to train the way the model is used, and watch the "
+        "gap close."
     )
-    configs = train_form_ui()
-    if configs is not None:
-        run_training(configs)
+    setup = train_form_ui()
+    if setup is not None:
+        run_training(setup)
     else:
         training_outcome_ui()
         draw_curves(st.empty(), st.empty())
+
+
+# --- step through -----------------------------------------------------------
+
+VERDICT_COLOURS = {
+    "right": "green",
+    "wrong": "red",
+    "forced": "violet",
+    "unknown": "gray",
+}
+
+
+def code(token: str) -> str:
+    """A token as inline code: `<GO>` would otherwise read as an HTML tag."""
+    return f"`{token}`"
+
+
+def forced_for(text: str, converter: Converter) -> dict[int, str]:
+    """This session's forced tokens, forgotten when the date or the model changes."""
+    key = (text.strip(), converter)
+    kept = st.session_state.get("forced")
+    if kept is None or kept[0][0] != key[0] or kept[0][1] is not converter:
+        st.session_state.forced = (key, {})
+    return st.session_state.forced[1]
+
+
+def force_token(step: int) -> None:
+    """Emit the chosen token at `step`; later forcings belonged to another path."""
+    forced = st.session_state.forced[1]
+    for later in [t for t in forced if t > step]:
+        del forced[later]
+    forced[step] = st.session_state[f"force_token_{step}"]
+
+
+def clear_forced() -> None:
+    st.session_state.forced[1].clear()
+
+
+def step_through_ui(converter: Converter) -> None:
+    st.markdown(
+        "Walk one conversion step by step: at each step the decoder's previous "
+        "hidden state (the query) scores every input character, the softmax turns "
+        "the scores into attention weights, and their weighted sum of the encoder "
+        "outputs (the context) joins the state to pick the next token. Force a "
+        "different token at any step to see whether the model recovers."
+    )
+    st.session_state.setdefault("walk_date", EXAMPLES[0])
+    text = st.text_input("Date to step through", key="walk_date")
+    forced = forced_for(text, converter)
+    try:
+        walked = lab.walk(converter, text, forced)
+    except InputError as e:
+        st.error(e.message, icon=":material/error:")
+        return
+    verdicts = walked.verdicts()
+    st.markdown(
+        "**Output:** "
+        + " ".join(
+            f":{VERDICT_COLOURS[v]}-background[{code(s.chosen)}]"
+            for s, v in zip(walked.steps, verdicts, strict=True)
+        )
+    )
+    st.caption("Green: right; red: wrong; violet: forced by you.")
+    recovery = walked.after_forcing()
+    if recovery is not None:
+        right, total = recovery
+        where = verdicts.index("forced") + 1
+        verdict = "recovered" if right == total else "did not fully recover"
+        st.info(
+            f"After the token forced at step {where}, the model chose {right} of "
+            f"{total} later tokens as the right answer has them: it {verdict}.",
+            icon=":material/alt_route:",
+        )
+    if forced:
+        st.button("Clear forced tokens", key="clear_forced", on_click=clear_forced)
+
+    n = len(walked.steps)
+    if st.session_state.get("walk_step") not in range(1, n + 1):
+        st.session_state.walk_step = 1
+    labels = [f"{t + 1}: {s.chosen}" for t, s in enumerate(walked.steps)]
+    t = (
+        st.select_slider(
+            "Step",
+            options=list(range(1, n + 1)),
+            key="walk_step",
+            format_func=lambda i: labels[i - 1],
+        )
+        - 1
+    )
+    step = walked.steps[t]
+    left, middle, right = st.columns([1, 2, 2])
+    with left:
+        st.markdown(f"**Step {t + 1}**")
+        st.markdown(f"Fed in: {code(step.fed)}")
+        st.markdown(
+            f"Emitted: {code(step.chosen)}" + (" (forced)" if step.forced else "")
+        )
+        options = lab.forceable_tokens(converter.vocab)
+        st.selectbox(
+            "Emit instead",
+            options,
+            index=options.index(step.chosen),
+            key=f"force_token_{t}",
+        )
+        st.button(
+            "Force it and decode on",
+            key=f"force_{t}",
+            on_click=force_token,
+            args=(t,),
+            icon=":material/alt_route:",
+        )
+    with middle:
+        query = vector_chart(
+            step.query, "Query: the decoder's previous state h(t-1)", "query vector"
+        )
+        st.vega_lite_chart(*query, width="stretch")
+        if step.scores is None:
+            st.info("This model has no attention: no scores, weights or context.")
+        else:
+            scores = per_input_chart(
+                walked.input, step.scores, "Raw attention scores", "attention scores"
+            )
+            st.vega_lite_chart(*scores, width="stretch")
+    with right:
+        if step.context is not None:
+            context = vector_chart(
+                step.context,
+                "Context: the weighted sum of encoder outputs",
+                "context vector",
+            )
+            st.vega_lite_chart(*context, width="stretch")
+            weights = per_input_chart(
+                walked.input,
+                step.weights,
+                "Softmax weights (sum 1)",
+                "attention weights",
+            )
+            st.vega_lite_chart(*weights, width="stretch")
+    st.vega_lite_chart(*top_chart(step.top), width="stretch")
+
+
+# --- exposure bias ------------------------------------------------------------
+
+
+def wrong_examples(converter: Converter) -> list[str]:
+    """Held-out dates this model gets wrong, computed once per model."""
+    kept = st.session_state.get("wrong_examples")
+    if kept is None or kept[0] is not converter:
+        days = converter.held_out_days()
+        kept = (converter, lab.wrong_dates(converter, days, len(EXAMPLES)))
+        st.session_state.wrong_examples = kept
+    return kept[1]
+
+
+def set_lab_date(text: str) -> None:
+    st.session_state.lab_date = text
+
+
+def exposure_table(got: lab.Exposure) -> list[dict[str, str]]:
+    """One row per series, one column per step: the two runs side by side."""
+    columns = [f"{t + 1}" for t in range(len(got.steps))]
+
+    def row(name: str, values: list[str | None]) -> dict[str, str]:
+        return {"": name, **{c: v or "" for c, v in zip(columns, values, strict=True)}}
+
+    s = got.steps
+    return [
+        row("right answer", [x.target for x in s]),
+        row("teacher forcing: fed", [x.teacher_fed for x in s]),
+        row("teacher forcing: emits", [x.teacher_chose for x in s]),
+        row("free-running: fed", [x.free_fed for x in s]),
+        row("free-running: emits", [x.free_chose for x in s]),
+        row("inputs differ", ["◆" if x.diverged else "" for x in s]),
+    ]
+
+
+def exposure_ui(converter: Converter) -> None:
+    st.markdown(
+        "In training the decoder is fed the TRUE previous token (teacher forcing); "
+        "in use it is fed its OWN previous output (free-running), so one early "
+        "mistake changes every later input – exposure bias. For one date, see both "
+        "side by side, and where they part."
+    )
+    history = converter.checkpoint.history
+    if history and "held_out_teacher_forced_exact_match" in history[-1]:
+        last = history[-1]
+        a, b = st.columns(2)
+        a.metric(
+            "Held-out exact match, teacher-forced",
+            f"{last['held_out_teacher_forced_exact_match']:.1%}",
+        )
+        b.metric(
+            "Held-out exact match, free-running", f"{last['held_out_exact_match']:.1%}"
+        )
+    wrong = wrong_examples(converter)
+    if wrong:
+        st.caption("Dates this model gets wrong, free-running:")
+        for col, example in zip(st.columns(len(EXAMPLES)), wrong, strict=False):
+            col.button(
+                example,
+                key=f"lab_{example}",
+                on_click=set_lab_date,
+                args=(example,),
+                width="stretch",
+            )
+    else:
+        st.caption(
+            "This model converts every held-out date right, so both runs feed the "
+            "same tokens. To see them part, train a weaker model in the Train tab "
+            "(e.g. 1 epoch of 200 dates) or stop a run early."
+        )
+    st.session_state.setdefault("lab_date", EXAMPLES[0])
+    text = st.text_input("Probe date", key="lab_date")
+    try:
+        got = lab.exposure(converter, text)
+    except InputError as e:
+        st.error(e.message, icon=":material/error:")
+        return
+    steps = len([s for s in got.steps if s.target is not None])
+    first = got.first_divergence
+    summary = (
+        f"Teacher-forced: {got.right('teacher')} of {steps} steps right; "
+        f"free-running: {got.right('free')} of {steps}. "
+    )
+    if first is None:
+        st.success(summary + "The two runs are fed the same tokens all the way.")
+    else:
+        st.info(
+            summary + f"From step {first + 1} on the free run is fed its own "
+            f"mistake ({code(got.steps[first].free_fed or 'nothing')} instead of "
+            f"{code(got.steps[first].teacher_fed or 'nothing')}), so the two runs "
+            "decode different histories.",
+            icon=":material/call_split:",
+        )
+    st.dataframe(exposure_table(got), hide_index=True, width="stretch", key="exposure")
+
+
+# --- attention forming --------------------------------------------------------
+
+
+def forming_ui() -> None:
+    st.markdown(
+        "While a model trains in the Train tab, its attention on the probe date is "
+        "recorded every few steps. Slide through training to watch the alignment "
+        "form: from a blur over all characters to each output token looking at the "
+        "characters it comes from."
+    )
+    if "recorder" not in st.session_state:
+        st.info("Train a model in the Train tab to record how its attention forms.")
+        return
+    recorder: lab.AttentionRecorder | None = st.session_state.recorder
+    if recorder is None:
+        st.info("The last model trained has no attention (attention: none).")
+        return
+    snapshots = {s.step: s for s in recorder.snapshots}
+    steps = list(snapshots)
+    if st.session_state.get("forming_step") not in snapshots:
+        st.session_state.forming_step = steps[-1]
+    step = st.select_slider("Training step", options=steps, key="forming_step")
+    snap = snapshots[step]
+    st.markdown(
+        f"Probe {code(recorder.source)} after {step} steps: the model answers "
+        f"{code(snap.output or '(nothing)')}; the rows below are the right "
+        "answer's tokens, teacher-forced."
+    )
+    left, right = st.columns([3, 2])
+    heatmap = attention_chart(
+        recorder.source, recorder.tokens, snap.weights, "attention forming heatmap"
+    )
+    left.vega_lite_chart(*heatmap, width="stretch")
+    right.vega_lite_chart(*sharpness_chart(recorder.snapshots, step), width="stretch")
+
+
+# --- compare runs -------------------------------------------------------------
+
+COMPARE_EVAL_EVERY = 25
+
+
+def request_compare() -> None:
+    st.session_state.compare_requested = True
+
+
+def request_compare_stop() -> None:
+    st.session_state.compare_stop = True
+
+
+def settle_comparison(slot: DeltaGenerator) -> None:
+    """Let a comparison that a click interrupted end before its results are read."""
+    running: lab.Comparison | None = st.session_state.get("comparison_running")
+    if running is None:
+        return
+    st.session_state.compare_stop = True
+    if not running.done.wait(timeout=30):
+        slot.warning("The comparison is still stopping; reload soon.")
+        return
+    del st.session_state["comparison_running"]
+    st.session_state.compare_stop = False
+
+
+def compare_form_ui() -> lab.Comparison | None:
+    with st.form("compare_form", border=True):
+        c1, c2, c3 = st.columns([3, 2, 2])
+        kinds = c1.multiselect(
+            "Attention",
+            ATTENTION_KINDS,
+            default=ATTENTION_KINDS,
+            key="compare_attention",
+        )
+        cells = c1.multiselect(
+            "Cell", CELL_KINDS, default=["lstm"], key="compare_cells"
+        )
+        epochs = c2.number_input("Epochs (at most)", 1, 20, 5, key="compare_epochs")
+        size = c2.number_input(
+            "Training dates", 200, 20000, 4000, 200, key="compare_train_size"
+        )
+        seed = c3.number_input("Seed", *BOUNDS["seed"], 0, key="compare_seed")
+        st.form_submit_button("Compare", type="primary", on_click=request_compare)
+    if not st.session_state.pop("compare_requested", False):
+        return None
+    variants = [lab.Variant(a, c) for c in cells for a in kinds]
+    try:
+        return lab.Comparison(
+            variants,
+            DataConfig(train_size=int(size), seed=int(seed)),
+            TrainConfig(epochs=int(epochs), seed=int(seed)),
+        )
+    except ValueError as e:
+        st.error(f"Nothing to compare: {e}.")
+        return None
+
+
+def run_comparison(comparison: lab.Comparison) -> None:
+    st.session_state.comparison = comparison  # whatever finishes is kept
+    st.session_state.comparison_running = comparison
+    st.session_state.compare_stop = False
+    st.button(
+        "Stop comparing",
+        key="compare_stop_button",
+        on_click=request_compare_stop,
+        icon=":material/stop:",
+    )
+    bar = st.progress(0.0, text="Starting")
+    chart_slot = st.empty()
+    total = len(comparison.variants)
+    last_draw = [0.0]
+
+    def on_progress(variant: lab.Variant, event: Progress) -> None:
+        now = time.monotonic()
+        if event.kind == "step" and now - last_draw[0] < REDRAW_SECONDS:
+            return
+        last_draw[0] = now
+        done = len(comparison.reports) + event.step / max(event.total_steps, 1)
+        bar.progress(
+            min(1.0, done / total),
+            text=f"Training {variant.name} ({len(comparison.reports) + 1} of "
+            f"{total}): epoch {event.epoch}, step {event.step}",
+        )
+        chart_slot.vega_lite_chart(*curves_chart(comparison), width="stretch")
+
+    comparison.run(
+        on_progress,
+        lambda: bool(st.session_state.get("compare_stop")),
+        eval_every=COMPARE_EVAL_EVERY,
+    )
+    st.rerun()  # draw the results in place of the progress
+
+
+def report_rows(reports: Sequence[lab.RunReport]) -> list[dict[str, object]]:
+    rows = []
+    for r in reports:
+        m = r.metrics
+        reached = r.reached or {}
+        rows.append(
+            {
+                "variant": r.variant.name,
+                "exact match": f"{m['exact_match']:.1%}",
+                "token accuracy": f"{m['token_accuracy']:.1%}",
+                "BLEU": round(m["bleu"], 3),
+                "epochs": r.epochs,
+                "steps": r.steps,
+                "seconds": round(r.seconds, 1),
+                "epochs to 100%": reached.get("epoch", "–"),
+                "seconds to 100%": round(reached["seconds"], 1) if reached else "–",
+                "ended": {
+                    "target": "reached 100%",
+                    "epochs": "ran every epoch",
+                    "requested": "stopped",
+                    "diverged": "diverged",
+                }.get(r.stop_reason, r.stop_reason),
+            }
+        )
+    return rows
+
+
+def compare_results_ui(comparison: lab.Comparison) -> None:
+    reports = comparison.reports
+    if not reports:
+        st.info("The comparison was stopped before any variant finished.")
+        return
+    st.vega_lite_chart(*curves_chart(comparison), width="stretch")
+    st.dataframe(
+        report_rows(reports), hide_index=True, width="stretch", key="compare_table"
+    )
+    missing = len(comparison.variants) - len(reports)
+    if missing:
+        st.caption(f"{missing} variant(s) not trained: the comparison was stopped.")
+    imperfect = [r for r in reports if not r.perfect]
+    if not imperfect:
+        st.success("Every variant converts every held-out date right.")
+        return
+    st.markdown("#### Where the imperfect ones go wrong")
+    st.caption(
+        "Wrong held-out outputs, and in how many of them each field is wrong (an "
+        "output can be wrong in two fields; *shape*: not day/month/year at all)."
+    )
+    st.dataframe(
+        [{"variant": r.variant.name, **r.errors} for r in imperfect],
+        hide_index=True,
+        width="stretch",
+        key="compare_errors",
+    )
+    names = [r.variant.name for r in imperfect]
+    name = st.selectbox("Month confusion matrix of", names, key="confusion_variant")
+    report = imperfect[names.index(name)]
+    st.caption(
+        "Rows: the right month; columns: the month the model wrote (? when it "
+        "wrote none). Off the diagonal are the mistakes."
+    )
+    st.vega_lite_chart(*confusion_chart(report), width="stretch")
+
+
+def compare_ui() -> None:
+    st.markdown(
+        "Train several variants – no attention, dot, general (bilinear) and "
+        "additive, with LSTM or GRU cells – on the same data with the same seed, "
+        "and compare how fast they learn and how well they end. Each run stops at "
+        "100% held-out exact match (one epoch later) or after the epochs given."
+    )
+    comparison = compare_form_ui()
+    if comparison is not None:
+        run_comparison(comparison)
+    elif "comparison" in st.session_state:
+        compare_results_ui(st.session_state.comparison)
 
 
 # --- page -------------------------------------------------------------------
@@ -571,16 +1265,31 @@ def main() -> None:
         "Type a date and see where it looked; train your own and watch it learn."
     )
     slot = st.empty()  # notices above the tabs, at a place every run has
+    notice = st.empty()  # the same for a shared link's problems
     init_state(slot)
+    init_setup()
+    setup_problems_ui(notice)
     adopt_trained_model(slot)
+    settle_comparison(slot)
     converter: Converter = st.session_state.converter
     sidebar_ui(converter)
-    convert_tab, train_tab = st.tabs(["Convert", "Train"])
-    with convert_tab:
+    convert, step_through, exposure, train, forming, compare = st.tabs(
+        TABS, default=st.session_state.first_tab
+    )
+    with convert:
         convert_ui(converter)
-    with train_tab:
+    with step_through:
+        step_through_ui(converter)
+    with exposure:
+        exposure_ui(converter)
+    with train:
         train_ui()
+        share_link_ui()
         model_files_ui(st.session_state.converter)
+    with forming:
+        forming_ui()
+    with compare:
+        compare_ui()
 
 
 main()
