@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .attention import Attended, Memory, make_attention
@@ -98,18 +97,7 @@ class Decoder(nn.Module):
         )
         out_in = cfg.decoder_hidden + (cfg.encoder_hidden if self.attention else 0)
         self.out = nn.Linear(out_in, cfg.vocab_size)
-        # The fused path's module: same shapes as the cells, its own weights never
-        # used (they are swapped for the cells' in `forward`). Kept out of the
-        # registered submodules so it is neither saved nor trained.
-        self._fused = (
-            _RNNS[cfg.cell](
-                cfg.embedding_dim,
-                cfg.decoder_hidden,
-                num_layers=cfg.num_layers,
-                dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-                batch_first=True,
-            ),
-        )
+        self.layer_dropout = cfg.dropout if cfg.num_layers > 1 else 0.0
 
     def init_state(self, encoder_state: State) -> State:
         """Start from the encoder's final state, bridged if the sizes differ."""
@@ -159,10 +147,21 @@ class Decoder(nn.Module):
         """
         x = self.dropout(self.embedding(tgt_in))  # (batch, tgt_len, emb)
         h0, c0 = state
-        fused = self._fused[0].train(self.training)  # unregistered: follow our mode
-        hidden, _ = functional_call(
-            fused, self._fused_params(), (x, h0 if c0 is None else (h0, c0))
-        )  # (batch, tgt_len, dec_hidden)
+        # The multi-layer RNN op nn.LSTM / nn.GRU call, run on the cells' own
+        # weights: one fused kernel (forward and backward) for all steps.
+        weights = [
+            getattr(cell, name)
+            for cell in self.cells
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
+        layers, dropout, train = len(self.cells), self.layer_dropout, self.training
+        # (weights, has_biases, layers, dropout, train, bidirectional, batch_first)
+        rnn_args = (weights, True, layers, dropout, train, False, True)
+        if c0 is None:
+            hidden, _ = torch.gru(x, h0, *rnn_args)
+        else:
+            hidden, _, _ = torch.lstm(x, (h0, c0), *rnn_args)
+        # hidden: (batch, tgt_len, dec_hidden)
         if self.attention is None:
             return self.out(hidden), None
         # Step t is queried by h_{t-1}: the initial state, then outputs 1..T-1.
@@ -170,13 +169,6 @@ class Decoder(nn.Module):
         attended = self.attention(queries, memory)
         logits = self.out(torch.cat([attended.context, hidden], dim=-1))
         return logits, attended
-
-    def _fused_params(self) -> dict[str, torch.Tensor]:
-        params = {}
-        for layer, cell in enumerate(self.cells):
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                params[f"{name}_l{layer}"] = getattr(cell, name)
-        return params
 
 
 class Seq2Seq(nn.Module):

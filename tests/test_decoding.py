@@ -224,7 +224,7 @@ def test_beam_scores_are_the_log_probability_of_the_returned_ids(overrides):
 
 def test_a_beam_as_wide_as_every_hypothesis_finds_the_best_sequence():
     vocab_size, max_len = 5, 3
-    model = _untrained(1, vocab_size=vocab_size, attention="additive")
+    model = _untrained(3, vocab_size=vocab_size, attention="additive")
     with torch.no_grad():  # make long outputs win, so the search has work to do
         model.decoder.out.bias[EOS] = -20.0
     gen = torch.Generator().manual_seed(101)

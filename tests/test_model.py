@@ -118,11 +118,13 @@ def test_fused_path_trains_the_cells_weights(attention, cell):
         torch.testing.assert_close(fused[name], stepped[name], atol=1e-5, rtol=1e-4)
 
 
-def test_the_fused_module_is_neither_saved_nor_trained():
+def test_the_decoder_recurrence_has_the_cells_weights_only():
     model = _model(num_layers=2)
-    assert not [k for k in model.state_dict() if "fused" in k]
-    names = {n for n, _ in model.named_parameters()}
-    assert not [n for n in names if "fused" in n]
+    names = {n for n, _ in model.decoder.named_parameters()}
+    assert {n for n in names if "weight_hh" in n} == {
+        "cells.0.weight_hh",
+        "cells.1.weight_hh",
+    }
     cell_params = sum(p.numel() for p in model.decoder.cells.parameters())
     assert cell_params == 4 * DEC * (EMB + DEC + 2) + 4 * DEC * (DEC + DEC + 2)
 
