@@ -1,7 +1,8 @@
 """What the app's teaching views compute: the mechanics of seq2seq made visible.
 
 - `exposure`: for one date, what the decoder is fed at each step under teacher
-  forcing and when free-running, and where the two part – exposure bias.
+  forcing and when free-running, and where the two part – exposure bias;
+  `token_accuracies` and `GapRecorder` measure it over the held-out dates.
 - `walk`: one conversion step by step, with tokens the learner forces.
 - `AttentionRecorder`: a probe date's attention map every N training steps,
   to replay how the alignment forms.
@@ -27,6 +28,7 @@ from .config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from .converter import Converter, Trainer
 from .data import (
     InputError,
+    Pairs,
     Window,
     check_source,
     encode_sources,
@@ -125,6 +127,56 @@ def exposure(converter: Converter, text: str) -> Exposure:
             )
         )
     return Exposure(source_text(day), tuple(steps))
+
+
+@torch.no_grad()
+def token_accuracies(model: Seq2Seq, pairs: Pairs, max_len: int) -> dict[str, float]:
+    """Share of target tokens right, teacher-forced and free-running.
+
+    Exact match cannot show exposure bias: a date is all right teacher-forced
+    exactly when it is all right free-running (the same inputs follow). Token
+    accuracy can: teacher-forced, every step is fed the truth; free-running, a
+    mistake is fed on. Both count the target's positions, <EOS> included; a
+    free run that stops early has the rest wrong.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        tgt_in, tgt_out = pairs.tgt[:, :-1], pairs.tgt[:, 1:]  # (n, tgt_len)
+        logits, _ = model(pairs.src, tgt_in)  # (n, tgt_len, vocab)
+        free = greedy(model, pairs.src, max_len).ids  # (n, steps)
+    finally:
+        model.train(was_training)
+    real = tgt_out != model.pad_id
+    steps = min(free.size(1), tgt_out.size(1))
+    free_right = (free[:, :steps] == tgt_out[:, :steps]) & real[:, :steps]
+    count = max(int(real.sum()), 1)
+    return {
+        "teacher_forced": float(((logits.argmax(-1) == tgt_out) & real).sum()) / count,
+        "free_running": float(free_right.sum()) / count,
+    }
+
+
+class GapRecorder:
+    """Measure held-out token accuracy both ways at each evaluation of a run.
+
+    Like AttentionRecorder, it draws nothing random and leaves the mode as it
+    found it, so training runs exactly as without it.
+    """
+
+    def __init__(self, trainer: Trainer, max_len: int | None = None) -> None:
+        self.model, self.pairs = trainer.model, trainer.held_out_pairs
+        self.max_len = max_len or DecodeConfig().max_len
+        self.points: list[dict[str, float]] = []  # step, teacher_forced, free_running
+        trainer.observers.append(self)
+
+    def __call__(self, event: Progress) -> None:
+        if not event.metrics or not len(self.pairs):
+            return
+        if self.points and self.points[-1]["step"] == event.step:
+            return  # an epoch's end right after an evaluation: measured already
+        point = token_accuracies(self.model, self.pairs, self.max_len)
+        self.points.append({"step": event.step, **point})
 
 
 def wrong_dates(converter: Converter, days: Iterable[dt.date], limit: int) -> list[str]:

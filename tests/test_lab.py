@@ -11,7 +11,7 @@ import torch
 from date_seq2seq import lab
 from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
 from date_seq2seq.converter import Converter, Trainer
-from date_seq2seq.data import InputError, source_text, target_tokens
+from date_seq2seq.data import InputError, Pairs, source_text, split, target_tokens
 from date_seq2seq.vocab import EOS, GO
 
 NOV22 = dt.date(2024, 11, 22)
@@ -72,6 +72,37 @@ def test_a_right_model_never_diverges(converter):
 def test_exposure_refuses_a_date_without_a_right_answer(converter, text, needle):
     with pytest.raises(InputError, match=needle):
         lab.exposure(converter, text)
+
+
+def test_token_accuracies_count_what_exposure_shows_date_by_date(untrained):
+    """The batched, fused measure against the stepwise one of `exposure`."""
+    weak = small_trainer(epochs=3)
+    weak.run()
+    for converter in (untrained, Converter(weak.checkpoint())):
+        pairs = Pairs.from_days(converter.held_out_days(), converter.vocab)
+        got = lab.token_accuracies(converter.model, pairs, max_len=12)
+        teacher = free = total = 0
+        for day in pairs.days:
+            steps = lab.exposure(converter, source_text(day)).steps
+            real = [s for s in steps if s.target is not None]
+            teacher += sum(s.teacher_chose == s.target for s in real)
+            free += sum(s.free_chose == s.target for s in real)
+            total += len(real)
+        assert got == {
+            "teacher_forced": pytest.approx(teacher / total),
+            "free_running": pytest.approx(free / total),
+        }
+
+
+def test_a_weak_model_does_better_fed_the_truth(trained):
+    weak = small_trainer(epochs=3)
+    weak.run()
+    got = lab.token_accuracies(weak.model, weak.held_out_pairs, max_len=12)
+    assert 0 < got["free_running"] < got["teacher_forced"] < 1  # exposure bias
+    pairs = Pairs.from_days(split(trained.data_config)[1], trained.vocab)
+    right = lab.token_accuracies(trained.model, pairs, max_len=12)
+    assert right["teacher_forced"] > 0.99 and right["free_running"] > 0.99
+    assert weak.model.training is False and trained.model.training is False
 
 
 def test_wrong_dates_are_the_ones_the_model_gets_wrong(untrained, converter):
@@ -157,9 +188,16 @@ def small_trainer(**train) -> Trainer:
 def test_recording_does_not_change_training():
     plain, watched = small_trainer(sampling_prob=0.3), small_trainer(sampling_prob=0.3)
     recorder = lab.probe_recorder(watched, "24-11-22", every=4)
-    plain.run()
-    watched.run()
+    gap = lab.GapRecorder(watched)
+    plain.run(eval_every=3)
+    watched.run(eval_every=3)
     assert watched.result.step_losses == plain.result.step_losses
+    # Evaluated at steps 3, 6, 9 and at the epoch's end, step 10.
+    assert [p["step"] for p in gap.points] == [3, 6, 9, 10]
+    assert gap.points[-1] == {
+        "step": 10,
+        **lab.token_accuracies(watched.model, watched.held_out_pairs, 12),
+    }
     state, want = watched.model.state_dict(), plain.model.state_dict()
     assert all(torch.equal(state[k], want[k]) for k in want)
     recorder.finish(watched.steps)
