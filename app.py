@@ -34,7 +34,7 @@ from date_seq2seq.converter import (
     Trainer,
     default_checkpoint_path,
 )
-from date_seq2seq.data import MONTHS, InputError
+from date_seq2seq.data import MONTHS, InputError, Pairs
 from date_seq2seq.setups import BOUNDS, CHOICES, Setup
 from date_seq2seq.training import Progress
 
@@ -131,7 +131,14 @@ def request_stop() -> None:
 
 @functools.cache
 def _spec_text(build: Callable[[], alt.TopLevelMixin]) -> str:
-    return json.dumps(build().to_dict())
+    spec = build().to_dict()
+    # Altair gives a chart without data an empty named data set of one blank
+    # row; drawn beside the real rows it becomes a NaN row. The rows passed
+    # with the spec are the only data.
+    for part in [spec, *spec.get("layer", [])]:
+        part.pop("data", None)
+    spec.pop("datasets", None)
+    return json.dumps(spec)
 
 
 def filled(build: Callable[[], alt.TopLevelMixin], **values: object) -> dict:
@@ -228,7 +235,8 @@ def _vector() -> alt.Chart:
             ),
             tooltip=["dim:O", alt.Tooltip("value:Q", format=".3f")],
         )
-        .properties(height=46, description="@description")
+        # With autosize "fit" the height includes the title: leave the cells room.
+        .properties(height=110, description="@description")
     )
 
 
@@ -253,7 +261,7 @@ def _per_input() -> alt.Chart:
             y=alt.Y("value:Q", title=None),
             tooltip=["input_char:N", alt.Tooltip("value:Q", format=".3f")],
         )
-        .properties(height=170, description="@description")
+        .properties(height=230, description="@description")
     )
 
 
@@ -273,10 +281,14 @@ def per_input_chart(
 
 def _top() -> alt.Chart:
     return (
-        alt.Chart(title="Top outputs")
+        alt.Chart(title="5. The output layer's top candidates")
         .mark_bar()
         .encode(
-            y=alt.Y("rank:O", title=None, axis=alt.Axis(labelExpr="@y_labels")),
+            y=alt.Y(
+                "rank:O",
+                title=None,
+                axis=alt.Axis(labelExpr="@y_labels", labelOverlap=False),
+            ),
             x=alt.X(
                 "p:Q",
                 title="probability",
@@ -285,7 +297,7 @@ def _top() -> alt.Chart:
             ),
             tooltip=["token:N", alt.Tooltip("p:Q", format=".1%")],
         )
-        .properties(height=170, description="top outputs")
+        .properties(height=230, description="top outputs")
     )
 
 
@@ -404,41 +416,50 @@ def training_chart_specs() -> tuple[dict, dict]:
     accuracy = (
         alt.Chart(
             title=alt.Title(
-                "Held-out exact match",
-                subtitle="The gap between the lines is exposure bias.",
+                "Held-out accuracy",
+                subtitle="Tokens right when fed the truth (teacher-forced) and when "
+                "fed its own output (free-running): the gap is exposure bias.",
             ),
         )
         .mark_line(point=True)
         .encode(
             x=alt.X("step:Q", title="step"),
             y=alt.Y(
-                "exact_match:Q",
-                title="exact match",
+                "accuracy:Q",
+                title="accuracy",
                 axis=alt.Axis(format="%"),
                 scale=alt.Scale(domain=[0, 1]),
             ),
-            color=alt.Color("decoding:N", title=None),
-            tooltip=[
-                "step:Q",
-                "decoding:N",
-                alt.Tooltip("exact_match:Q", format=".1%"),
-            ],
+            color=alt.Color("measure:N", title=None),
+            tooltip=["step:Q", "measure:N", alt.Tooltip("accuracy:Q", format=".1%")],
         )
         .properties(height=260)
     )
     return loss.to_dict(), accuracy.to_dict()
 
 
-def accuracy_rows(evals: list[dict[str, float]]) -> list[dict[str, object]]:
-    """Long-form rows: held-out exact match, teacher-forced and free-running."""
-    return [
-        {"step": e["step"], "decoding": name, "exact_match": e[key]}
-        for e in evals
+def accuracy_rows(
+    evals: list[dict[str, float]], gaps: list[dict[str, float]]
+) -> list[dict[str, object]]:
+    """Long-form rows: token accuracy both ways, and exact match.
+
+    Exact match is one line: a date is all right teacher-forced exactly when
+    it is all right free-running (lab.token_accuracies says why).
+    """
+    tokens = [
+        {"step": g["step"], "measure": name, "accuracy": g[key]}
+        for g in gaps
         for name, key in (
-            ("teacher-forced", "held_out_teacher_forced_exact_match"),
-            ("free-running", "held_out_exact_match"),
+            ("tokens, teacher-forced", "teacher_forced"),
+            ("tokens, free-running", "free_running"),
         )
     ]
+    exact = [
+        {"step": e["step"], "measure": "dates exact", "accuracy": e[key]}
+        for e in evals
+        if (key := "held_out_exact_match") in e
+    ]
+    return tokens + exact
 
 
 # --- convert ----------------------------------------------------------------
@@ -641,7 +662,8 @@ def draw_curves(loss_slot, accuracy_slot) -> None:  # noqa: ANN001 - st.empty sl
         return
     loss_spec, accuracy_spec = training_chart_specs()
     loss_slot.vega_lite_chart(losses, loss_spec, width="stretch")
-    accuracy_slot.vega_lite_chart(accuracy_rows(evals), accuracy_spec, width="stretch")
+    rows = accuracy_rows(evals, st.session_state.get("gaps", []))
+    accuracy_slot.vega_lite_chart(rows, accuracy_spec, width="stretch")
 
 
 def run_training(setup: Setup) -> None:
@@ -656,6 +678,7 @@ def run_training(setup: Setup) -> None:
         st.error(f"These settings cannot be trained: {e}")
         return
     st.session_state.recorder = recorder  # the new run's snapshots, as they come
+    st.session_state.gaps = lab.GapRecorder(trainer).points  # filled as it goes
     st.button(
         "Stop training", key="stop", on_click=request_stop, icon=":material/stop:"
     )
@@ -846,7 +869,7 @@ def step_through_ui(converter: Converter) -> None:
     st.markdown(
         "**Output:** "
         + " ".join(
-            f":{VERDICT_COLOURS[v]}-background[{code(s.chosen)}]"
+            f":{VERDICT_COLOURS[v]}-background[{s.chosen}]"
             for s, v in zip(walked.steps, verdicts, strict=True)
         )
     )
@@ -867,24 +890,18 @@ def step_through_ui(converter: Converter) -> None:
     n = len(walked.steps)
     if st.session_state.get("walk_step") not in range(1, n + 1):
         st.session_state.walk_step = 1
-    labels = [f"{t + 1}: {s.chosen}" for t, s in enumerate(walked.steps)]
-    t = (
-        st.select_slider(
-            "Step",
-            options=list(range(1, n + 1)),
-            key="walk_step",
-            format_func=lambda i: labels[i - 1],
-        )
-        - 1
+    names = [f"{t + 1}: {s.chosen}" for t, s in enumerate(walked.steps)]
+    t = st.select_slider(
+        "Step", range(1, n + 1), key="walk_step", format_func=lambda i: names[i - 1]
     )
+    t -= 1
     step = walked.steps[t]
-    left, middle, right = st.columns([1, 2, 2])
-    with left:
+    about, top = st.columns([2, 3])
+    with about:
         st.markdown(f"**Step {t + 1}**")
         st.markdown(f"Fed in: {code(step.fed)}")
-        st.markdown(
-            f"Emitted: {code(step.chosen)}" + (" (forced)" if step.forced else "")
-        )
+        forced_note = " (forced)" if step.forced else ""
+        st.markdown(f"Emitted: {code(step.chosen)}{forced_note}")
         options = lab.forceable_tokens(converter.vocab)
         st.selectbox(
             "Emit instead",
@@ -899,47 +916,55 @@ def step_through_ui(converter: Converter) -> None:
             args=(t,),
             icon=":material/alt_route:",
         )
-    with middle:
-        query = vector_chart(
-            step.query, "Query: the decoder's previous state h(t-1)", "query vector"
-        )
+    top.vega_lite_chart(*top_chart(step.top), width="stretch")
+    query = vector_chart(
+        step.query, "1. Query: the decoder's previous state h(t-1)", "query vector"
+    )
+    if step.scores is None:
         st.vega_lite_chart(*query, width="stretch")
-        if step.scores is None:
-            st.info("This model has no attention: no scores, weights or context.")
-        else:
-            scores = per_input_chart(
-                walked.input, step.scores, "Raw attention scores", "attention scores"
-            )
-            st.vega_lite_chart(*scores, width="stretch")
-    with right:
-        if step.context is not None:
-            context = vector_chart(
-                step.context,
-                "Context: the weighted sum of encoder outputs",
-                "context vector",
-            )
-            st.vega_lite_chart(*context, width="stretch")
-            weights = per_input_chart(
-                walked.input,
-                step.weights,
-                "Softmax weights (sum 1)",
-                "attention weights",
-            )
-            st.vega_lite_chart(*weights, width="stretch")
-    st.vega_lite_chart(*top_chart(step.top), width="stretch")
+        st.info("This model has no attention: no scores, weights or context.")
+        return
+    left, right = st.columns(2)
+    left.vega_lite_chart(*query, width="stretch")
+    scores = per_input_chart(
+        walked.input,
+        step.scores,
+        "2. Raw scores: the query against each input's encoding",
+        "attention scores",
+    )
+    left.vega_lite_chart(*scores, width="stretch")
+    weights = per_input_chart(
+        walked.input, step.weights, "3. Softmax of the scores (sums to 1)",
+        "attention weights",
+    )  # fmt: skip
+    right.vega_lite_chart(*weights, width="stretch")
+    context = vector_chart(
+        step.context,
+        "4. Context: the encodings averaged with these weights",
+        "context vector",
+    )
+    right.vega_lite_chart(*context, width="stretch")
 
 
 # --- exposure bias ------------------------------------------------------------
 
 
-def wrong_examples(converter: Converter) -> list[str]:
-    """Held-out dates this model gets wrong, computed once per model."""
-    kept = st.session_state.get("wrong_examples")
+def held_out_facts(converter: Converter) -> tuple[list[str], dict[str, float]]:
+    """Held-out dates this model gets wrong, and its token accuracies both ways.
+
+    Computed once per model (a decode of the held-out dates), not on every run.
+    """
+    kept = st.session_state.get("held_out_facts")
     if kept is None or kept[0] is not converter:
         days = converter.held_out_days()
-        kept = (converter, lab.wrong_dates(converter, days, len(EXAMPLES)))
-        st.session_state.wrong_examples = kept
-    return kept[1]
+        accuracies = {}
+        if days:  # an uploaded model may have been trained without held-out dates
+            pairs = Pairs.from_days(days, converter.vocab)
+            max_len = converter.decode_config.max_len
+            accuracies = lab.token_accuracies(converter.model, pairs, max_len)
+        wrong = lab.wrong_dates(converter, days, len(EXAMPLES))
+        kept = st.session_state.held_out_facts = (converter, wrong, accuracies)
+    return kept[1], kept[2]
 
 
 def set_lab_date(text: str) -> None:
@@ -971,18 +996,12 @@ def exposure_ui(converter: Converter) -> None:
         "mistake changes every later input – exposure bias. For one date, see both "
         "side by side, and where they part."
     )
-    history = converter.checkpoint.history
-    if history and "held_out_teacher_forced_exact_match" in history[-1]:
-        last = history[-1]
+    wrong, accuracies = held_out_facts(converter)
+    if accuracies:
         a, b = st.columns(2)
-        a.metric(
-            "Held-out exact match, teacher-forced",
-            f"{last['held_out_teacher_forced_exact_match']:.1%}",
-        )
-        b.metric(
-            "Held-out exact match, free-running", f"{last['held_out_exact_match']:.1%}"
-        )
-    wrong = wrong_examples(converter)
+        tf, fr = accuracies["teacher_forced"], accuracies["free_running"]
+        a.metric("Held-out tokens right, teacher-forced", f"{tf:.1%}")
+        b.metric("Held-out tokens right, free-running", f"{fr:.1%}")
     if wrong:
         st.caption("Dates this model gets wrong, free-running:")
         for col, example in zip(st.columns(len(EXAMPLES)), wrong, strict=False):

@@ -158,10 +158,11 @@ def test_training_draws_curves_and_switches_the_model(app) -> None:
     (loss,) = [s for s, t in zip(specs, titles, strict=True) if "loss" in t]
     (accuracy,) = [s for s, t in zip(specs, titles, strict=True) if "exposure" in t]
     assert len(loss["_rows"]) == 20  # 300 dates / 32 per batch = 10 steps, 2 epochs
-    assert {r["decoding"] for r in accuracy["_rows"]} == {
-        "teacher-forced",
-        "free-running",
-    }
+    measures = [r["measure"] for r in accuracy["_rows"]]
+    assert set(measures) == {"tokens, teacher-forced", "tokens, free-running",
+                             "dates exact"}  # fmt: skip
+    # Every evaluation (each 25 steps and each epoch's end) measures both ways.
+    assert measures.count("tokens, teacher-forced") == measures.count("dates exact")
     assert "your model" in app.sidebar.markdown[0].value
     # The new model is the one the Convert tab uses: its own held-out figure shows.
     assert app.sidebar.get("metric")
@@ -320,7 +321,7 @@ def test_forcing_a_token_decodes_on_from_it(app) -> None:
     app.button(key="force_0").click().run()
     assert not app.exception
     page = tab(app, "Step through")
-    assert ":violet-background[`3`]" in page.markdown[1].value
+    assert ":violet-background[3]" in page.markdown[1].value
     (info,) = page.info
     assert "After the token forced at step 1" in info.value
     app.select_slider(key="walk_step").set_value(2).run()
