@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -362,10 +363,11 @@ class RunReport:
     """How one variant trained, and how it does on the held-out dates."""
 
     variant: Variant
-    stop_reason: str  # as TrainResult's: epochs | target | requested | diverged
-    epochs: int
+    stop_reason: str  # TrainResult's (epochs | target | requested | diverged) or
+    # "interrupted" when a callback raised
+    epochs: int  # epochs completed
     steps: int
-    seconds: float  # training, with its held-out evaluations
+    seconds: float  # the whole run, held-out evaluations included
     reached: dict[str, float] | None  # first point at 100%: step, epoch, seconds
     metrics: dict[str, float]  # metrics.summarize over the held-out dates
     errors: dict[str, int]  # metrics.field_errors
@@ -379,9 +381,10 @@ class RunReport:
 class Comparison:
     """Train variants one after another on the same data, seed and settings.
 
-    `curves` and `reports` fill as it goes, so a run interrupted by an
-    exception from a callback keeps every finished variant; a stop request
-    ends the current variant early (it is reported) and skips the rest.
+    `curves` and `reports` fill as it goes. A stop request ends the current
+    variant early (it is reported) and skips the rest; so does an exception
+    from a callback (the variant is reported as "interrupted" and the exception
+    goes on). `run` again trains the variants not reported yet.
     """
 
     def __init__(
@@ -427,8 +430,19 @@ class Comparison:
                 show = None
                 if on_progress is not None:
                     show = lambda e, v=variant: on_progress(v, e)  # noqa: E731
-                result = trainer.run(show, should_stop, eval_every)
-                self.reports.append(_report(variant, trainer, result, curve))
+                start = time.perf_counter()
+                try:
+                    result = trainer.run(show, should_stop, eval_every)
+                except BaseException:
+                    # A callback stopped the run (a click stops the app's script
+                    # that way): report what this variant learnt, then go on up.
+                    trainer.result.stop_reason = "interrupted"
+                    seconds = time.perf_counter() - start
+                    report = _report(variant, trainer, trainer.result, curve, seconds)
+                    self.reports.append(report)
+                    raise
+                seconds = time.perf_counter() - start
+                self.reports.append(_report(variant, trainer, result, curve, seconds))
                 if result.stop_reason == "requested":
                     break
         finally:
@@ -459,6 +473,7 @@ def _report(
     trainer: Trainer,
     result: TrainResult,
     curve: list[dict[str, float]],
+    seconds: float,
 ) -> RunReport:
     days = trainer.held_out_pairs.days
     preds = Converter(trainer.checkpoint()).predict_days(days)
@@ -469,7 +484,7 @@ def _report(
         stop_reason=result.stop_reason,
         epochs=len(result.history),
         steps=trainer.steps,
-        seconds=result.seconds,
+        seconds=seconds,
         reached={k: first[k] for k in ("step", "epoch", "seconds")} if first else None,
         metrics=summarize(preds, refs),
         errors=field_errors(preds, refs),

@@ -335,19 +335,23 @@ class Interrupted(Exception):
     pass
 
 
-def test_an_interrupted_comparison_keeps_its_finished_runs_and_resumes():
-    runs = comparison()
+def test_an_interrupted_comparison_reports_what_it_trained_and_resumes():
+    variants = [*VARIANTS, lab.Variant("general", "lstm")]
+    runs = comparison(variants)
 
     def show(variant, event):
-        if variant == VARIANTS[1] and event.step == 2:
+        if variant == variants[1] and event.step == 2:
             raise Interrupted
 
     with pytest.raises(Interrupted):
         runs.run(on_progress=show)
     assert runs.done.is_set()
-    assert [r.variant for r in runs.reports] == VARIANTS[:1]
+    first, cut = runs.reports
+    assert first.stop_reason == "epochs" and first.steps == 10
+    assert (cut.variant, cut.stop_reason, cut.steps) == (variants[1], "interrupted", 2)
+    assert cut.metrics["count"] == SMALL_DATA.held_out_size  # scored all the same
     runs.run()
-    assert [r.variant for r in runs.reports] == VARIANTS
+    assert [r.variant for r in runs.reports] == variants
 
 
 @pytest.mark.parametrize(
