@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 import altair as alt
+import pandas as pd
 import streamlit as st
+from pandas.io.formats.style import Styler
 from streamlit.delta_generator import DeltaGenerator
 
 # One math thread per process, set before torch is imported: the app's work
@@ -370,13 +372,15 @@ def curves_chart(comparison: lab.Comparison) -> tuple[list[dict], dict]:
 
 def _confusion() -> alt.LayerChart:
     base = alt.Chart().encode(
+        # Every month on both axes, in calendar order, so the grid is always 12
+        # by 12 (plus whatever else was written, e.g. "?").
         x=alt.X(
             "output:O",
-            sort=["@x_order"],
+            scale=alt.Scale(domain=["@x_order"]),
             title="month in the output",
             axis=alt.Axis(orient="top", labelAngle=0),
         ),
-        y=alt.Y("right:O", sort=list(MONTHS), title="right month"),
+        y=alt.Y("right:O", scale=alt.Scale(domain=list(MONTHS)), title="right month"),
     )
     cells = base.mark_rect().encode(
         color=alt.Color("count:Q", scale=alt.Scale(scheme="oranges", type="log")),
@@ -396,14 +400,8 @@ def confusion_chart(report: lab.RunReport) -> tuple[list[dict], dict]:
     return rows, filled(_confusion, x_order=[*MONTHS, *others])
 
 
-@functools.cache
-def training_chart_specs() -> tuple[dict, dict]:
-    """Vega-Lite specs of the two live charts, built with Altair once.
-
-    Redraws then pass only new data: validating an Altair chart on every redraw
-    costs ~0.1 s, which would slow the training it shows.
-    """
-    loss = (
+def _loss() -> alt.Chart:
+    return (
         alt.Chart(title="Training loss per token")
         .mark_line()
         .encode(
@@ -411,9 +409,15 @@ def training_chart_specs() -> tuple[dict, dict]:
             y=alt.Y("loss:Q", title="loss per token", scale=alt.Scale(type="log")),
             tooltip=["step:Q", alt.Tooltip("loss:Q", format=".4f")],
         )
-        .properties(height=260)
+        .properties(height=260, description="training loss")
     )
-    accuracy = (
+
+
+ACCURACY_MEASURES = ("tokens, teacher-forced", "tokens, free-running", "dates exact")
+
+
+def _accuracy() -> alt.Chart:
+    return (
         alt.Chart(
             title=alt.Title(
                 "Held-out accuracy",
@@ -430,12 +434,17 @@ def training_chart_specs() -> tuple[dict, dict]:
                 axis=alt.Axis(format="%"),
                 scale=alt.Scale(domain=[0, 1]),
             ),
-            color=alt.Color("measure:N", title=None),
+            color=alt.Color(
+                "measure:N",
+                title=None,
+                scale=alt.Scale(
+                    domain=ACCURACY_MEASURES, range=["#1f77b4", "#d62728", "#7f7f7f"]
+                ),
+            ),
             tooltip=["step:Q", "measure:N", alt.Tooltip("accuracy:Q", format=".1%")],
         )
-        .properties(height=260)
+        .properties(height=260, description="held-out accuracy")
     )
-    return loss.to_dict(), accuracy.to_dict()
 
 
 def accuracy_rows(
@@ -450,12 +459,12 @@ def accuracy_rows(
         {"step": g["step"], "measure": name, "accuracy": g[key]}
         for g in gaps
         for name, key in (
-            ("tokens, teacher-forced", "teacher_forced"),
-            ("tokens, free-running", "free_running"),
+            (ACCURACY_MEASURES[0], "teacher_forced"),
+            (ACCURACY_MEASURES[1], "free_running"),
         )
     ]
     exact = [
-        {"step": e["step"], "measure": "dates exact", "accuracy": e[key]}
+        {"step": e["step"], "measure": ACCURACY_MEASURES[2], "accuracy": e[key]}
         for e in evals
         if (key := "held_out_exact_match") in e
     ]
@@ -660,10 +669,10 @@ def draw_curves(loss_slot, accuracy_slot) -> None:  # noqa: ANN001 - st.empty sl
     losses, evals = st.session_state.losses, st.session_state.evals
     if not losses:
         return
-    loss_spec, accuracy_spec = training_chart_specs()
-    loss_slot.vega_lite_chart(losses, loss_spec, width="stretch")
+    # Redraws pass new data only: the specs are built once (see `filled`).
+    loss_slot.vega_lite_chart(losses, filled(_loss), width="stretch")
     rows = accuracy_rows(evals, st.session_state.get("gaps", []))
-    accuracy_slot.vega_lite_chart(rows, accuracy_spec, width="stretch")
+    accuracy_slot.vega_lite_chart(rows, filled(_accuracy), width="stretch")
 
 
 def run_training(setup: Setup) -> None:
@@ -890,11 +899,9 @@ def step_through_ui(converter: Converter) -> None:
     n = len(walked.steps)
     if st.session_state.get("walk_step") not in range(1, n + 1):
         st.session_state.walk_step = 1
-    names = [f"{t + 1}: {s.chosen}" for t, s in enumerate(walked.steps)]
-    t = st.select_slider(
-        "Step", range(1, n + 1), key="walk_step", format_func=lambda i: names[i - 1]
-    )
-    t -= 1
+    # Plain step numbers: options that change with the tokens (forcing one)
+    # would make a new widget in the browser, showing step 1 whatever is chosen.
+    t = st.select_slider("Step", range(1, n + 1), key="walk_step") - 1
     step = walked.steps[t]
     about, top = st.columns([2, 3])
     with about:
@@ -971,22 +978,40 @@ def set_lab_date(text: str) -> None:
     st.session_state.lab_date = text
 
 
-def exposure_table(got: lab.Exposure) -> list[dict[str, str]]:
-    """One row per series, one column per step: the two runs side by side."""
-    columns = [f"{t + 1}" for t in range(len(got.steps))]
+CELL_RIGHT = "background-color: #d7f5dd"
+CELL_WRONG = "background-color: #fbd5d5"
+CELL_PARTED = "background-color: #fde9c4"
 
-    def row(name: str, values: list[str | None]) -> dict[str, str]:
-        return {"": name, **{c: v or "" for c, v in zip(columns, values, strict=True)}}
 
-    s = got.steps
-    return [
-        row("right answer", [x.target for x in s]),
-        row("teacher forcing: fed", [x.teacher_fed for x in s]),
-        row("teacher forcing: emits", [x.teacher_chose for x in s]),
-        row("free-running: fed", [x.free_fed for x in s]),
-        row("free-running: emits", [x.free_chose for x in s]),
-        row("inputs differ", ["◆" if x.diverged else "" for x in s]),
-    ]
+def exposure_table(got: lab.Exposure) -> Styler:
+    """One row per series, one column per step: the two runs side by side.
+
+    Emitted tokens are green when right and red when wrong; the free run's
+    inputs are amber where they differ from teacher forcing's.
+    """
+    steps = got.steps
+    rows = {
+        "right answer": [x.target for x in steps],
+        "teacher forcing: fed": [x.teacher_fed for x in steps],
+        "teacher forcing: emits": [x.teacher_chose for x in steps],
+        "free-running: fed": [x.free_fed for x in steps],
+        "free-running: emits": [x.free_chose for x in steps],
+    }
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna("")
+    table.columns = [str(t + 1) for t in range(len(steps))]
+
+    def colours(_: pd.DataFrame) -> pd.DataFrame:
+        css = pd.DataFrame("", index=table.index, columns=table.columns)
+        for t, (col, step) in enumerate(zip(table.columns, steps, strict=True)):
+            for row in ("teacher forcing: emits", "free-running: emits"):
+                if table.at[row, col]:
+                    right = table.at[row, col] == (step.target or "")
+                    css.at[row, col] = CELL_RIGHT if right else CELL_WRONG
+            if step.diverged and steps[t].free_fed is not None:
+                css.at["free-running: fed", col] = CELL_PARTED
+        return css
+
+    return table.style.apply(colours, axis=None)
 
 
 def exposure_ui(converter: Converter) -> None:
@@ -1041,7 +1066,11 @@ def exposure_ui(converter: Converter) -> None:
             "decode different histories.",
             icon=":material/call_split:",
         )
-    st.dataframe(exposure_table(got), hide_index=True, width="stretch", key="exposure")
+    st.dataframe(exposure_table(got), width="stretch", key="exposure")
+    st.caption(
+        "Green: the token emitted is right; red: wrong. Amber: the free run is fed "
+        "something other than the truth from here on."
+    )
 
 
 # --- attention forming --------------------------------------------------------
@@ -1174,11 +1203,20 @@ def run_comparison(comparison: lab.Comparison) -> None:
     st.rerun()  # draw the results in place of the progress
 
 
+ENDINGS = {
+    "target": "reached 100%",
+    "epochs": "ran every epoch",
+    "requested": "stopped",
+    "interrupted": "stopped",
+    "diverged": "diverged",
+}
+
+
 def report_rows(reports: Sequence[lab.RunReport]) -> list[dict[str, object]]:
+    """One row per trained variant; None (an empty cell) where 100% was not reached."""
     rows = []
     for r in reports:
-        m = r.metrics
-        reached = r.reached or {}
+        m, reached = r.metrics, r.reached or {}
         rows.append(
             {
                 "variant": r.variant.name,
@@ -1188,14 +1226,9 @@ def report_rows(reports: Sequence[lab.RunReport]) -> list[dict[str, object]]:
                 "epochs": r.epochs,
                 "steps": r.steps,
                 "seconds": round(r.seconds, 1),
-                "epochs to 100%": reached.get("epoch", "–"),
-                "seconds to 100%": round(reached["seconds"], 1) if reached else "–",
-                "ended": {
-                    "target": "reached 100%",
-                    "epochs": "ran every epoch",
-                    "requested": "stopped",
-                    "diverged": "diverged",
-                }.get(r.stop_reason, r.stop_reason),
+                "epochs to 100%": reached.get("epoch"),
+                "seconds to 100%": round(reached["seconds"], 1) if reached else None,
+                "ended": ENDINGS.get(r.stop_reason, r.stop_reason),
             }
         )
     return rows

@@ -196,18 +196,23 @@ def app_page(browser, server: Server) -> Iterator[Page]:  # noqa: ANN001
         context.close()
 
 
-def open_app(page: Page, server: Server) -> None:
+def open_app(page: Page, server: Server, query: str = "") -> None:
     """Load the page and wait for the first run (which may train the default model).
 
     No reload after it: the session whose load trained the default model must
     keep the tab a user selects (run test_train_and_stop alone to check that).
+    A `query` ("?epochs=2...") carries a training setup: that opens the Train tab.
     """
-    page.goto(server.url, wait_until="domcontentloaded")
+    page.goto(server.url + query, wait_until="domcontentloaded")
     remaining_ms = max(
         5_000, (STARTUP_TIMEOUT - (time.monotonic() - server.started)) * 1000
     )
-    date_input = page.get_by_label("Date as yy-mm-dd", exact=True)
-    expect(date_input).to_be_visible(timeout=remaining_ms)
+    first = "Train" if query else "Convert"
+    selected = page.get_by_role("tab", name=first, exact=True, selected=True)
+    expect(selected).to_be_visible(timeout=remaining_ms)
+    expect(page.locator('[role="tabpanel"]:visible').first).to_be_visible(
+        timeout=remaining_ms
+    )
     expect(page.locator(IDLE)).to_be_attached(timeout=remaining_ms)
 
 
@@ -226,6 +231,19 @@ def model_output(page: Page):  # noqa: ANN201 - playwright Locator
     """The big code-formatted answer under "Model output"."""
     column = page.locator('[data-testid="stColumn"]').filter(has_text="Model output")
     return column.locator("h3 code").first
+
+
+def visible_panel(page: Page):  # noqa: ANN201 - playwright Locator
+    """The selected tab's content."""
+    return page.locator('[role="tabpanel"]:visible')
+
+
+def open_tab(page: Page, name: str):  # noqa: ANN201 - playwright Locator
+    page.get_by_role("tab", name=name, exact=True).click()
+    expect(
+        page.get_by_role("tab", name=name, exact=True, selected=True)
+    ).to_be_visible()
+    return visible_panel(page)
 
 
 def assert_no_traceback(page: Page) -> None:
@@ -316,6 +334,13 @@ def test_train_and_stop(app_page: Page, server: Server) -> None:
         panel = page.locator('[role="tabpanel"]:visible')
         train = page.get_by_role("button", name="Train", exact=True)
         expect(train).to_be_visible()
+        # The lowest learning rate: the default one reaches the target in a few
+        # hundred steps, which can end the run before Stop is clicked.
+        panel.get_by_role("slider", name="Learning rate").focus()
+        page.keyboard.press("Home")
+        expect(panel.get_by_role("slider", name="Learning rate")).to_have_attribute(
+            "aria-valuetext", "0.0003"
+        )
         train.click()
 
         stop = page.get_by_role("button", name="Stop training")
@@ -351,4 +376,136 @@ def test_train_and_stop(app_page: Page, server: Server) -> None:
         expect(output).to_be_visible()
         assert output.inner_text().strip(), "the trained model gave no output"
         print(f"[browser] stopped model: 24-11-22 -> {output.inner_text()!r}")
+        assert_no_traceback(page)
+
+
+def test_shared_link_exposure_lab_and_attention_forming(
+    app_page: Page, server: Server
+) -> None:
+    """A link's setup trains a weak model; the lab shows where it goes wrong."""
+    page = app_page
+    with server.diagnosed(page, "link"):
+        open_app(page, server, "?epochs=3&train_size=1000&snapshot_every=4&lr=fast")
+        warning = page.locator('[data-testid="stAlertContentWarning"]')
+        expect(warning).to_contain_text("lr=fast")
+        panel = visible_panel(page)
+        expect(panel.get_by_label("Epochs (at most)")).to_have_value("3")
+        expect(panel.get_by_label("Training dates")).to_have_value("1000")
+        panel.get_by_role("button", name="Train", exact=True).click()
+        finished = page.get_by_text(re.compile(r"Training finished after \d+ steps"))
+        expect(finished).to_be_visible()
+        wait_idle(page)
+        steps = int(re.search(r"after (\d+) steps", finished.inner_text()).group(1))
+        assert "epochs=3" in page.url and "train_size=1000" in page.url, page.url
+        expect(warning).to_have_count(0)  # the link now holds a good setup
+        assert_no_traceback(page)
+
+        panel = open_tab(page, "Attention forming")
+        shown = panel.get_by_text(re.compile(r"after \d+ steps: the model answers"))
+        expect(shown).to_contain_text(f"after {steps} steps")
+        expect(panel.locator(CHART).first).to_be_visible()
+        screenshot(page, DOCS / "app-forming.png")
+        panel.get_by_role("slider").focus()
+        page.keyboard.press("Home")  # back to before the first step
+        expect(shown).to_contain_text("after 0 steps")
+        wait_idle(page)
+        assert_no_traceback(page)
+
+        panel = open_tab(page, "Exposure bias")
+        wrong = panel.get_by_role("button")
+        expect(wrong.first).to_be_visible()  # a weak model gets some dates wrong
+        date = wrong.first.inner_text()
+        wrong.first.click()
+        expect(panel.get_by_label("Probe date")).to_have_value(date)
+        parted = panel.locator('[data-testid="stAlertContentInfo"]')
+        expect(parted).to_contain_text("From step")
+        wait_idle(page)
+        expect(panel.locator('[data-testid="stDataFrame"]')).to_be_visible()
+        print(f"\n[browser] exposure lab on {date}: {parted.inner_text()!r}")
+        screenshot(page, DOCS / "app-exposure.png")
+        box = panel.get_by_label("Probe date")
+        box.fill("24-02-30")
+        box.press("Enter")
+        expect(panel.locator('[data-testid="stAlertContentError"]')).to_contain_text(
+            "29 days"
+        )
+        wait_idle(page)
+        assert_no_traceback(page)
+
+
+def test_step_through_and_force_a_token(app_page: Page, server: Server) -> None:
+    page = app_page
+    with server.diagnosed(page, "step_through"):
+        open_app(page, server)
+        panel = open_tab(page, "Step through")
+        expect(panel.get_by_text("Fed in:")).to_contain_text("<GO>")
+        panel.get_by_role("slider").focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")  # to step 4, where the month is written
+        expect(panel.get_by_text("Fed in:")).to_contain_text("/")
+        wait_idle(page)
+        expect(panel.locator(CHART)).to_have_count(5)  # top, query, scores, ...
+        panel.get_by_role("combobox").click()
+        page.keyboard.type("Oct")
+        page.keyboard.press("Enter")
+        panel.get_by_role("button", name="Force it and decode on").click()
+        recovered = panel.locator('[data-testid="stAlertContentInfo"]')
+        expect(recovered).to_contain_text("After the token forced at step 4")
+        wait_idle(page)
+        expect(panel.get_by_text("Emitted:")).to_contain_text("Oct (forced)")
+        # The slider still shows the step being looked at.
+        step = panel.get_by_role("slider", name="Step")
+        expect(step).to_have_attribute("aria-valuetext", "4")
+        print(f"\n[browser] forced Oct at step 4: {recovered.inner_text()!r}")
+        screenshot(page, DOCS / "app-step-through.png")
+        box = panel.get_by_label("Date to step through")
+        box.fill("24-13-01")
+        box.press("Enter")
+        expect(panel.locator('[data-testid="stAlertContentError"]')).to_contain_text(
+            "no month 13"
+        )
+        wait_idle(page)
+        assert_no_traceback(page)
+
+
+def test_compare_runs_and_stop_a_comparison(app_page: Page, server: Server) -> None:
+    page = app_page
+    with server.diagnosed(page, "compare"):
+        open_app(page, server)
+        panel = open_tab(page, "Compare runs")
+        panel.get_by_label("Epochs (at most)").fill("3")
+        panel.get_by_label("Training dates").fill("2000")
+        panel.get_by_role("button", name="Compare", exact=True).click()
+        expect(panel.get_by_role("button", name="Stop comparing")).to_be_visible()
+        expect(panel.get_by_role("button", name="Stop comparing")).to_have_count(
+            0, timeout=120_000
+        )
+        wait_idle(page)
+        table = panel.locator('[data-testid="stDataFrame"]').first
+        expect(table).to_be_visible()
+        for name in ("none · LSTM", "dot · LSTM", "general · LSTM", "additive · LSTM"):
+            expect(table).to_contain_text(name)
+        # Three epochs on 2,000 dates leave some variant imperfect: its errors
+        # and month confusion matrix are shown.
+        expect(panel.get_by_text("Where the imperfect ones go wrong")).to_be_visible()
+        expect(panel.locator(CHART)).to_have_count(2)  # curves and confusion
+        assert_no_traceback(page)
+        screenshot(page, DOCS / "app-compare.png")
+
+        # The same with GRU cells too, stopped once the third variant trains.
+        cells = panel.get_by_role("combobox", name="Cell")
+        cells.click()
+        page.keyboard.type("gru")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")  # close the list, which covers the button
+        panel.get_by_role("button", name="Compare", exact=True).click()
+        progress = panel.locator('[data-testid="stProgress"]')
+        expect(progress).to_contain_text("(3 of 8)", timeout=120_000)
+        panel.get_by_role("button", name="Stop comparing").click()
+        stopped = panel.get_by_text(re.compile(r"\d variant\(s\) not trained"))
+        expect(stopped).to_be_visible()
+        wait_idle(page)
+        trained = 8 - int(re.search(r"(\d) variant", stopped.inner_text()).group(1))
+        assert 1 <= trained <= 3, stopped.inner_text()
+        expect(table).to_contain_text("stopped")
         assert_no_traceback(page)
