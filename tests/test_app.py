@@ -459,3 +459,42 @@ def test_compare_with_nothing_chosen_says_so(app) -> None:
     assert not app.exception
     (error,) = tab(app, "Compare runs").error
     assert "choose at least one variant" in error.value
+
+
+def test_forcing_the_end_at_the_first_step_leaves_one_step(app) -> None:
+    app.selectbox(key="force_token_0").set_value("<EOS>")
+    app.button(key="force_0").click().run()
+    assert not app.exception
+    assert app.select_slider(key="walk_step").options == ["1"]
+    (info,) = tab(app, "Step through").info
+    assert "chose 0 of 0 later tokens" in info.value
+
+
+def test_a_model_without_attention_steps_through_without_scores(app) -> None:
+    app.selectbox(key="attention").set_value("none")
+    start_short_training(app)
+    assert not app.exception
+    assert "no attention" in tab(app, "Step through").info[0].value
+    descriptions = {s["description"] for s in charts(app)}
+    assert {"query vector", "top outputs"} <= descriptions
+    assert not descriptions & {
+        "attention scores",
+        "attention weights",
+        "context vector",
+    }
+
+
+def test_a_model_without_held_out_dates_still_opens_the_lab(app) -> None:
+    trainer = Trainer(
+        DataConfig(train_size=50, held_out_size=0), train_config=TrainConfig(epochs=1)
+    )
+    trainer.run()
+    raw = trainer.checkpoint().to_bytes()
+    app.file_uploader(key="upload").set_value(
+        ("bare.pt", raw, "application/octet-stream")
+    )
+    app.run()
+    assert not app.exception
+    page = tab(app, "Exposure bias")
+    assert not page.get("metric") and not page.button  # nothing held out to score
+    assert page.dataframe  # the probe date is still compared step by step
