@@ -498,3 +498,15 @@ def test_a_model_without_held_out_dates_still_opens_the_lab(app) -> None:
     page = tab(app, "Exposure bias")
     assert not page.get("metric") and not page.button  # nothing held out to score
     assert page.dataframe  # the probe date is still compared step by step
+
+
+@pytest.mark.parametrize(("probe", "needle"), [("24-02-30", "29 days"),
+                                               ("50-01-01", "outside")])  # fmt: skip
+def test_a_bad_probe_date_is_refused_before_training(app, probe, needle) -> None:
+    app.text_input(key="probe").input(probe)
+    start_short_training(app)
+    assert not app.exception
+    (error,) = tab(app, "Train").error
+    assert "cannot be trained" in error.value and needle in error.value
+    assert "the default model" in app.sidebar.markdown[0].value  # nothing trained
+    assert app.query_params == {}  # nor written into the link
