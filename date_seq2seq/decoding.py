@@ -8,7 +8,6 @@ its <EOS> (the tutorials ran a fixed 11 steps) and pads the finished rows.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -107,28 +106,20 @@ def distinct_rows(
 
 @torch.no_grad()
 def greedy_many(
-    model: Seq2Seq,
-    src: torch.Tensor,
-    max_len: int,
-    chunk_size: int = 1024,
-    workers: int | None = None,
+    model: Seq2Seq, src: torch.Tensor, max_len: int, chunk_size: int = 4096
 ) -> Decoded:
     """Greedy decoding of many sources of equal length, fast; equals `greedy`.
 
     Each distinct source is decoded once (a file of dates repeats many), in
-    chunks of chunk_size – small enough to stay in cache – spread over
-    `workers` threads (torch releases the GIL inside its ops; by default as
-    many as torch has intra-op threads).
+    chunks of chunk_size: large enough that torch spreads each op over its
+    threads, small enough that a step's tensors stay in cache.
     """
-    workers = workers or torch.get_num_threads()
     first, inverse = distinct_rows(src, model.cfg.vocab_size)
     unique = src[first]
-    chunks = [unique[i : i + chunk_size] for i in range(0, len(unique), chunk_size)]
-    if workers > 1 and len(chunks) > 1:
-        with ThreadPoolExecutor(min(workers, len(chunks))) as pool:
-            parts = list(pool.map(lambda c: greedy(model, c, max_len), chunks))
-    else:
-        parts = [greedy(model, c, max_len) for c in chunks]
+    parts = [
+        greedy(model, unique[i : i + chunk_size], max_len)
+        for i in range(0, len(unique), chunk_size)
+    ]
     steps = max((p.ids.size(1) for p in parts), default=0)
     ids = torch.full((len(unique), steps), Vocabulary.pad_id, dtype=torch.long)
     attention = None

@@ -7,12 +7,17 @@ So this path keeps the BATCH as the last dimension – every reduction runs
 along contiguous rows of the batch – packs the weights once, and folds what
 only needs doing once:
 
-- layer 0's input gates for every token, `Embedding @ W_ih + b`, become a
-  table: one matmul with a one-hot column per row replaces embedding + matmul;
+- each layer's gates come from ONE matmul on a stacked input `[h ; x]`; for
+  layer 0, x is the previous token as a one-hot column and the weights hold
+  `W_ih Embedding + b` for every token (one-hot columns sum to 1, so the bias
+  rides along); deeper layers read the layer below and a row of ones;
 - the output layer's context half is applied to the encoder outputs once,
   `W_c c_t = sum_j a_tj (W_c o_j)`, so no context vector is built per step
-  (its bias rides along: the weights of a step sum to 1);
-- an LSTM's gates are reordered i, f, o, g: one sigmoid, one tanh.
+  (its bias rides along too: the weights of a step sum to 1);
+- an LSTM's gates are reordered i, f, o, g: one sigmoid, one tanh; a GRU's
+  rows are r, z, then the hidden and the input halves of its candidate;
+- the step's tensors live in buffers allocated once, updated in place:
+  allocating them afresh each step costs as much as the arithmetic.
 
 Inference only (no dropout, no autograd, eval mode). `Decoder.step` stays
 the reference; tests check that both give the same tokens, log-probabilities
@@ -21,24 +26,29 @@ and attention for every cell, attention and depth.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from .model import Seq2Seq
 
 
-@dataclass(frozen=True)
-class _Layer:
-    w_in: torch.Tensor  # (gates, in): the input weights; layer 0 uses the table
-    w_hh: torch.Tensor  # (gates, hidden)
-    b_in: torch.Tensor  # (gates, 1): input bias (LSTM: both biases)
-    b_hh: torch.Tensor  # (gates, 1): GRU's hidden bias (it sits inside r * (.))
-
-
 def _lstm_order(w: torch.Tensor, hidden: int) -> torch.Tensor:
     i, f, g, o = w.split(hidden)
     return torch.cat([i, f, o, g])
+
+
+def _stacked_weights(
+    w_hh: torch.Tensor, w_x: torch.Tensor, b_hh: torch.Tensor, lstm: bool
+) -> torch.Tensor:
+    """Rows of gates for the input [h ; x]: w_x already holds the input bias
+    (as a column of the ones row, or in every one-hot column)."""
+    n = w_hh.size(1)
+    if lstm:
+        return torch.cat([_lstm_order(w_hh, n), _lstm_order(w_x + b_hh[:, None], n)], 1)
+    x_cols = w_x.size(1)  # GRU: r and z sum both halves; the candidate keeps them apart
+    rz = torch.cat([w_hh[: 2 * n], w_x[: 2 * n] + b_hh[: 2 * n, None]], 1)
+    n_h = torch.cat([w_hh[2 * n :], b_hh[2 * n :, None].expand(n, x_cols)], 1)
+    n_x = torch.cat([torch.zeros(n, n), w_x[2 * n :]], 1)
+    return torch.cat([rz, n_h, n_x])
 
 
 class PackedDecoder:
@@ -51,53 +61,50 @@ class PackedDecoder:
         dec = model.decoder
         self.lstm = dec.cell_kind == "lstm"
         self.hidden = model.cfg.decoder_hidden
-        self.layers: list[_Layer] = []
-        for cell in dec.cells:
-            w_ih, w_hh, b_ih, b_hh = (
-                cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
-            )  # fmt: skip
-            if self.lstm:
-                w_ih, w_hh = (_lstm_order(w, self.hidden) for w in (w_ih, w_hh))
-                b_in = _lstm_order(b_ih + b_hh, self.hidden)
-                b_hh = torch.zeros_like(b_in)
-            else:
-                b_in = b_ih
-            self.layers.append(_Layer(w_ih, w_hh, b_in[:, None], b_hh[:, None]))
-        first = self.layers[0]
-        # Input gates of every token: (gates, vocab), picked by a one-hot product.
-        self.table = torch.addmm(first.b_in, first.w_in, dec.embedding.weight.T)
-        vocab = model.cfg.vocab_size
-        self.tokens = torch.arange(vocab)[:, None]  # (vocab, 1)
+        self.vocab = model.cfg.vocab_size
+        self.weights = []  # per layer: (gates, hidden + inputs)
+        for i, cell in enumerate(dec.cells):
+            if i == 0:  # input gates of every token: a column per token
+                w_x = torch.addmm(
+                    cell.bias_ih[:, None], cell.weight_ih, dec.embedding.weight.T
+                )
+            else:  # the layer below, then a ones row for the bias
+                w_x = torch.cat([cell.weight_ih, cell.bias_ih[:, None]], 1)
+            self.weights.append(
+                _stacked_weights(cell.weight_hh, w_x, cell.bias_hh, self.lstm)
+            )
+        self.tokens = torch.arange(self.vocab)[:, None]  # (vocab, 1)
         self.attention = dec.attention
         out_w = dec.out.weight  # (vocab, [enc_hidden +] dec_hidden)
         self.w_out_h = out_w[:, -self.hidden :]
-        self.w_out_c = out_w[:, : -self.hidden] if self.attention else None
         self.b_out = dec.out.bias[:, None]
-        if self.attention is not None and hasattr(self.attention, "query_proj"):
+        if self.attention is not None:
+            # What is computed once per source position: its key, W_k o_j
+            # (o_j itself for dot attention), then W_c o_j.
+            key_proj = getattr(self.attention, "key_proj", None)
+            w_key = key_proj.weight if key_proj else torch.eye(self.hidden)
+            self.key_dim = w_key.size(0)
+            self.w_keys = torch.cat([w_key, out_w[:, : -self.hidden]])
+        self.w_query = self.v = None  # additive attention's query side
+        if hasattr(self.attention, "query_proj"):
             self.w_query = self.attention.query_proj.weight  # (attn, dec_hidden)
             self.v = self.attention.v.weight[0][:, None]  # (attn, 1)
-        else:
-            self.w_query = self.v = None
 
-    def _cell(self, layer: _Layer, x_gates: torch.Tensor, h, c):  # noqa: ANN001
-        """One cell, batch last: x_gates (gates, B), h and c (hidden, B)."""
+    def _cell(self, weights: torch.Tensor, x: torch.Tensor, gates, c) -> None:  # noqa: ANN001
+        """One cell, batch last, in place: x = [h ; input] (rows, B) gets the
+        new h in its first rows; c (hidden, B) is updated for an LSTM."""
         n = self.hidden
+        torch.mm(weights, x, out=gates)
+        h = x[:n]
         if self.lstm:
-            gates = x_gates.addmm_(layer.w_hh, h)  # x_gates is ours to overwrite
-            s = gates[: 3 * n].sigmoid()
-            c = torch.addcmul(s[n : 2 * n] * c, s[:n], gates[3 * n :].tanh())
-            return s[2 * n :] * c.tanh(), c
-        gh = torch.addmm(layer.b_hh, layer.w_hh, h)
-        rz = (x_gates[: 2 * n] + gh[: 2 * n]).sigmoid()
-        new = torch.addcmul(x_gates[2 * n :], rz[:n], gh[2 * n :]).tanh()
-        return torch.addcmul(new, rz[n:], h - new), None
-
-    def _scores(self, prepared: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """Raw scores (src_len, B) for prepared keys (src_len, dim, B)."""
-        if self.w_query is None:  # dot / general: prepared . query
-            return (prepared * query).sum(1)
-        q = self.w_query @ query  # additive: v . tanh(W_q q + W_k o)
-        return (torch.tanh(prepared + q) * self.v).sum(1)
+            gates[: 3 * n].sigmoid_()
+            i, f, o, g = gates.split(n)
+            c.mul_(f).addcmul_(i, g.tanh_())
+            torch.mul(o, c.tanh(), out=h)
+        else:
+            rz = gates[: 2 * n].sigmoid_()
+            new = gates[3 * n :].addcmul_(rz[:n], gates[2 * n : 3 * n]).tanh_()
+            torch.addcmul(new, rz[n:], h - new, out=h)
 
     @torch.no_grad()
     def greedy(
@@ -115,50 +122,68 @@ class PackedDecoder:
         for the caller to drop); decoding ends when every row has ended.
         """
         pad_id, bos_id, eos_id = ids
-        memory, (h0, c0) = model.encode(src, src_lengths)
-        batch = src.size(0)
-        h = list(h0.transpose(1, 2).contiguous())  # per layer (hidden, B)
-        c = list(c0.transpose(1, 2).contiguous()) if c0 is not None else None
+        n, batch = self.hidden, src.size(0)
+        outputs, enc_state = model.encoder(src, src_lengths)  # (B, S, enc_hidden)
+        h0, c0 = model.decoder.init_state(enc_state)
+        xs = []  # per layer, [h ; input] (rows, B): layer 0's input is one-hot
+        for i, weights in enumerate(self.weights):
+            x = torch.empty(weights.size(1), batch)
+            x[:n] = h0[i].T
+            if i > 0:
+                x[-1] = 1.0
+            xs.append(x)
+        cs = [c.T.contiguous() for c in c0] if c0 is not None else None
+        gates = torch.empty(self.weights[0].size(0), batch)
+        logits = torch.empty(max_len, self.vocab, batch)
+        out = torch.empty(max_len, batch, dtype=torch.long)
+        best = torch.empty(batch)
         if self.attention is not None:
-            keys = memory.keys  # (B, S, enc_hidden)
-            prepared = memory.prepared.permute(1, 2, 0).contiguous()  # (S, dim, B)
-            # W_c o_j + b for every source position: (S, vocab, B).
-            values = torch.einsum("bsk,vk->svb", keys, self.w_out_c) + self.b_out
-            blocked = ~memory.mask.T  # (S, B)
+            # One matmul turns the outputs batch-last as it projects them
+            # (cheaper than a transposing copy): (S, key_dim + vocab, B).
+            projected = torch.matmul(self.w_keys, outputs.permute(1, 2, 0))
+            prepared = projected[:, : self.key_dim]  # (S, key_dim, B)
+            values = projected[:, self.key_dim :].add_(self.b_out)  # W_c o_j + b
+            scored = torch.empty(prepared.shape)
+            weighted = torch.empty(values.shape)
+            blocked = (src == model.pad_id).T  # (S, B)
             blocked = blocked if bool(blocked.any()) else None
-        prev = torch.full((1, batch), bos_id, dtype=torch.long)
-        out, weights, steps = [], [], []
+            weights = torch.empty(max_len, src.size(1), batch)
         done = torch.zeros(batch, dtype=torch.bool)
-        for _ in range(max_len):
+        prev = torch.full((batch,), bos_id, dtype=torch.long)
+        steps = 0
+        while steps < max_len:
+            t, steps = steps, steps + 1
+            query = xs[-1][:n]  # h_{t-1} of the top layer
             if self.attention is not None:
-                scores = self._scores(prepared, h[-1])  # queried by h_{t-1}
+                if self.w_query is None:  # dot / general: prepared . query
+                    scores = torch.mul(prepared, query, out=scored).sum(1)
+                else:  # additive: v . tanh(W_q q + W_k o)
+                    torch.add(prepared, self.w_query @ query, out=scored)
+                    scores = scored.tanh_().mul_(self.v).sum(1)
                 if blocked is not None:
-                    scores = scores.masked_fill(blocked, float("-inf"))
-                weight = torch.softmax(scores, dim=0)  # (S, B)
-                weights.append(weight)
-            x = self.table @ (prev == self.tokens).float()  # (gates, B)
-            for i, layer in enumerate(self.layers):
+                    scores.masked_fill_(blocked, float("-inf"))
+                weights[t] = torch.softmax(scores, dim=0)  # (S, B)
+            xs[0][n:] = prev == self.tokens  # one-hot (vocab, B)
+            for i, x in enumerate(xs):
                 if i > 0:
-                    x = torch.addmm(layer.b_in, layer.w_in, h[i - 1])
-                h[i], c_i = self._cell(layer, x, h[i], c[i] if c else None)
-                if c is not None:
-                    c[i] = c_i
-            if self.attention is not None:
-                logits = (values * weight[:, None]).sum(0)  # W_c c_t + b: (vocab, B)
-                logits.addmm_(self.w_out_h, h[-1])
+                    x[n : 2 * n] = xs[i - 1][:n]
+                self._cell(self.weights[i], x, gates, cs[i] if cs else None)
+            step = logits[t]
+            if self.attention is not None:  # W_c c_t + b, then W_h h_t
+                torch.sum(
+                    torch.mul(values, weights[t, :, None], out=weighted), 0, out=step
+                )
+                step.addmm_(self.w_out_h, xs[-1][:n])
             else:
-                logits = torch.addmm(self.b_out, self.w_out_h, h[-1])
-            steps.append(logits)
-            _, token = logits.max(0)  # the first of equal maxima, as argmax
-            prev = token.masked_fill(done, pad_id)[None]  # (1, B)
-            out.append(prev[0])
-            done |= prev[0] == eos_id
+                torch.addmm(self.b_out, self.w_out_h, xs[-1][:n], out=step)
+            torch.max(step, 0, out=(best, out[t]))  # the first of equal maxima
+            prev = out[t].masked_fill_(done, pad_id)
+            done |= prev == eos_id
             if bool(done.all()):
                 break
-        logits = torch.stack(steps)  # (steps, vocab, B)
-        chosen = logits.gather(1, torch.stack(out)[:, None])  # (steps, 1, B)
-        logp = (chosen[:, 0] - logits.logsumexp(1)).T  # (B, steps)
+        logits, out = logits[:steps], out[:steps]
+        logp = (logits.gather(1, out[:, None])[:, 0] - logits.logsumexp(1)).T
         attention = None
-        if weights:
-            attention = torch.stack(weights).permute(2, 0, 1)  # (B, steps, S)
-        return torch.stack(out, 1), attention, logp
+        if self.attention is not None:
+            attention = weights[:steps].permute(2, 0, 1)  # (B, steps, S)
+        return out.T, attention, logp
