@@ -8,11 +8,12 @@ good weights restored, not with a model full of NaNs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,34 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
     return float(total)
+
+
+@contextlib.contextmanager
+def flattened(params: list[torch.nn.Parameter]) -> Iterator[torch.nn.Parameter]:
+    """Lay the parameters and their gradients out in two flat buffers.
+
+    Yields one parameter over the whole buffer, whose .grad is the whole
+    gradient buffer: the model's parameters are views into it, and backward
+    accumulates into views of the gradient. Adam, clipping and the weight
+    snapshot then take a few ops for the whole model instead of a few per
+    parameter – on a model this small that was a third of a training step.
+    Zero the gradient with `.grad.zero_()`: setting a .grad to None would
+    detach it from the buffer. On exit each parameter gets its own storage again.
+    """
+    flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+    flat.grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        size = p.numel()
+        p.data = flat.data[offset : offset + size].view_as(p)
+        p.grad = flat.grad[offset : offset + size].view_as(p)
+        offset += size
+    try:
+        yield flat
+    finally:
+        for p in params:
+            p.data = p.data.clone()
+            p.grad = None
 
 
 def masked_cross_entropy(
@@ -219,13 +248,31 @@ def fit(
     eval_every > 0, held-out metrics are also reported every that many steps
     (kind "eval"), so a live chart has more than one point per epoch.
     """
+    result = result if result is not None else TrainResult()
+    with flattened(list(model.parameters())) as flat:
+        _fit(model, train, held_out, cfg, flat, result, on_progress, should_stop,
+             max_len, eval_every)  # fmt: skip
+    return result
+
+
+def _fit(
+    model: Seq2Seq,
+    train: Pairs,
+    held_out: Pairs,
+    cfg: TrainConfig,
+    flat: torch.nn.Parameter,
+    result: TrainResult,
+    on_progress: Callable[[Progress], None] | None,
+    should_stop: Callable[[], bool] | None,
+    max_len: int,
+    eval_every: int,
+) -> None:
+    """fit's loop, on the model's parameters laid out flat (see `flattened`)."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    optimizer = Adam(list(model.parameters()), lr=cfg.lr)
+    optimizer = Adam([flat], lr=cfg.lr)
     n = len(train)
     per_epoch = math.ceil(n / cfg.batch_size)
-    result = result if result is not None else TrainResult()
-    params = list(model.parameters())
-    good = [p.detach().clone() for p in params]  # the weights of the last finite loss
+    good = flat.detach().clone()  # the weights of the last finite loss
     start = time.perf_counter()
     step = 0
     reached_at: int | None = None
@@ -247,7 +294,7 @@ def fit(
             loss, count = masked_cross_entropy(logits, tgt_out, model.pad_id)
             if not torch.isfinite(loss.detach()):
                 with torch.no_grad():
-                    torch._foreach_copy_(params, good)
+                    flat.copy_(good)
                 result.stop_reason = "diverged"
                 result.message = (
                     f"the loss became {float(loss.detach())} at step {step + 1}; "
@@ -257,11 +304,10 @@ def fit(
                 )
                 log.warning(result.message)
                 break
-            with torch.no_grad():
-                torch._foreach_copy_(good, params)
-            model.zero_grad(set_to_none=True)
+            good.copy_(flat.detach())
+            flat.grad.zero_()
             loss.backward()
-            clip_grad_norm(params, cfg.clip_norm)
+            clip_grad_norm([flat], cfg.clip_norm)
             optimizer.step()
             step += 1
             loss_value = float(loss.detach())
@@ -316,4 +362,3 @@ def fit(
             reached_at = None
     model.eval()
     result.seconds = time.perf_counter() - start
-    return result

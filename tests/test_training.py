@@ -386,3 +386,41 @@ def test_clip_grad_norm_matches_torch(max_norm):
     for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad)
     assert clip_grad_norm([torch.nn.Parameter(torch.ones(2))], 1.0) == 0.0  # no grads
+
+
+def test_flattened_parameters_are_views_that_get_their_own_storage_back():
+    torch.manual_seed(0)
+    model = torch.nn.GRU(3, 4)
+    reference = copy.deepcopy(model)
+    params = list(model.parameters())
+    before = [p.detach().clone() for p in params]
+    x = torch.randn(5, 2, 3)
+    with training.flattened(params) as flat:
+        assert flat.numel() == sum(p.numel() for p in params)
+        # Backward accumulates into the flat gradient, as it would per parameter.
+        model(x)[0].pow(2).sum().backward()
+        reference(x)[0].pow(2).sum().backward()
+        offset = 0
+        for p, want in zip(params, reference.parameters(), strict=True):
+            got = flat.grad[offset : offset + p.numel()].view_as(p)
+            torch.testing.assert_close(got, want.grad)
+            offset += p.numel()
+        with torch.no_grad():
+            flat.add_(1.0)  # one op moves every parameter
+        for p, old in zip(params, before, strict=True):
+            torch.testing.assert_close(p.detach(), old + 1.0)
+    for p, old in zip(params, before, strict=True):
+        torch.testing.assert_close(p.detach(), old + 1.0)
+        assert p.grad is None
+    storages = {p.untyped_storage().data_ptr() for p in params}
+    assert len(storages) == len(params)  # each its own again
+
+
+def test_flattened_gives_storage_back_when_the_run_is_interrupted():
+    params = list(torch.nn.Linear(3, 2).parameters())
+    with pytest.raises(KeyboardInterrupt), training.flattened(params) as flat:
+        with torch.no_grad():
+            flat.zero_()
+        raise KeyboardInterrupt
+    assert all(p.grad is None and not p.detach().any() for p in params)
+    assert len({p.untyped_storage().data_ptr() for p in params}) == len(params)
