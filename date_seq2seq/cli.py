@@ -170,7 +170,8 @@ def _progress_printer(stream: TextIO) -> Callable[[Progress], None]:
         if "held_out_exact_match" in m:
             line += (
                 f"  held-out exact {m['held_out_exact_match']:7.2%}"
-                f" (teacher-forced {m['held_out_teacher_forced_exact_match']:7.2%})"
+                f"  tokens {m['held_out_token_accuracy']:7.2%}"
+                f" (teacher-forced {m['held_out_teacher_forced_token_accuracy']:7.2%})"
             )
         stream.write(("\r" if tty else "") + f"{line}  {event.seconds:6.2f}s\n")
         stream.flush()
@@ -217,8 +218,9 @@ def _train(args: argparse.Namespace) -> int:
         "train_seconds": round(result.seconds, 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
         "held_out_exact_match": final.get("held_out_exact_match"),
-        "held_out_teacher_forced_exact_match": final.get(
-            "held_out_teacher_forced_exact_match"
+        "held_out_token_accuracy": final.get("held_out_token_accuracy"),
+        "held_out_teacher_forced_token_accuracy": final.get(
+            "held_out_teacher_forced_token_accuracy"
         ),
         "loss": final.get("loss"),
         "stop_reason": result.stop_reason,
