@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import torch
 
 from .config import DataConfig, ModelConfig, TrainConfig, from_dict
-from .data import Window, task_vocabulary
+from .data import split, task_vocabulary
 from .model import Seq2Seq
 from .vocab import Vocabulary
 
@@ -153,26 +153,40 @@ def _validate(obj: object) -> Checkpoint:
             f"vocabulary has {len(vocab)} tokens, the model {model_cfg.vocab_size}"
         )
     history = obj["history"]
-    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
-        raise CheckpointError("bad training history in checkpoint")
+    if not isinstance(history, list) or not all(map(_is_record, history)):
+        raise CheckpointError(
+            "bad training history in checkpoint: each epoch must map names to numbers"
+        )
     try:
-        Window.from_config(data_cfg)
+        split(data_cfg)  # the window and its train/held-out draw, as used later
     except ValueError as e:
-        raise CheckpointError(f"bad date window in checkpoint: {e}") from None
+        raise CheckpointError(f"bad data configuration in checkpoint: {e}") from None
     try:
-        model = Seq2Seq(model_cfg, pad_id=vocab.pad_id)
+        # Shapes first, on the meta device: a file declaring a huge model is
+        # refused before any memory is spent on it.
+        with torch.device("meta"):
+            shapes = Seq2Seq(model_cfg, pad_id=vocab.pad_id).state_dict()
     except (TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"the model cannot be built: {e}") from None
-    _check_weights(model, obj["state_dict"])
+    _check_weights(shapes, obj["state_dict"])
+    model = Seq2Seq(model_cfg, pad_id=vocab.pad_id)
     model.load_state_dict(obj["state_dict"])
     model.eval()
     return Checkpoint(model, vocab, data_cfg, train_cfg, history)
 
 
-def _check_weights(model: Seq2Seq, state: object) -> None:
+def _is_record(record: object) -> bool:
+    """One epoch of history: names to numbers, e.g. {"loss": 0.01}."""
+    return isinstance(record, dict) and all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+        for k, v in record.items()
+    )
+
+
+def _check_weights(expected: dict[str, torch.Tensor], state: object) -> None:
+    """Check names, shapes, dtypes and values of `state` against `expected`'s."""
     if not isinstance(state, dict):
         raise CheckpointError("the weights are not a state dict")
-    expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:

@@ -45,8 +45,13 @@ class DataConfig:
     seed: int = 0  # draws the dates; independent of the model's initialisation
 
     def __post_init__(self) -> None:
-        if self.train_size < 1 or self.held_out_size < 0:
-            raise ValueError("train_size must be >= 1 and held_out_size >= 0")
+        if not isinstance(self.start, str) or not isinstance(self.end, str):
+            raise ValueError("start and end must be ISO dates, e.g. 1974-01-01")
+        for name in ("train_size", "held_out_size", "seed"):
+            if not _is_int(getattr(self, name)):
+                raise ValueError(f"{name} must be an integer")
+        if self.train_size < 1 or self.held_out_size < 0 or self.seed < 0:
+            raise ValueError("train_size must be >= 1, held_out_size and seed >= 0")
 
 
 @dataclass(frozen=True)

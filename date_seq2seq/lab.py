@@ -218,7 +218,8 @@ def walk(
     """Decode one input greedily, emitting `forced[t]` at step t instead.
 
     Raises InputError for an input that cannot be converted and ValueError for
-    a forced token the decoder cannot emit or a step it never reaches.
+    a forced token the decoder cannot emit or a step past `max_len`. A forced
+    step after the output has ended (at <EOS>) changes nothing.
     """
     vocab, max_len = converter.vocab, converter.decode_config.max_len
     allowed = forceable_tokens(vocab)
@@ -265,7 +266,7 @@ class AttentionRecorder:
     tokens, so frames compare – and taken in eval mode under no_grad, which
     draws nothing from any random generator: training runs exactly as without
     the recorder. Past `max_snapshots` every other one is dropped and the
-    interval doubles, so a long run stays bounded.
+    interval doubles, so a long run stays bounded; the newest is always kept.
     """
 
     def __init__(
@@ -309,7 +310,9 @@ class AttentionRecorder:
         self.snapshots.append(Snapshot(step, rows, output))
         if len(self.snapshots) > self.max_snapshots:
             self.every *= 2
-            self.snapshots = [s for s in self.snapshots if s.step % self.every == 0]
+            # The newest stays whatever its step: it may be the run's end.
+            *older, newest = self.snapshots
+            self.snapshots = [s for s in older if s.step % self.every == 0] + [newest]
 
     def finish(self, step: int) -> None:
         """Record the end of a run, unless its last step was just recorded."""

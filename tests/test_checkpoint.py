@@ -232,6 +232,13 @@ REFUSED: dict[str, Callable[[Path], Path]] = {
     "config not a dict": _edited(_set("model_config", [("cell", "lstm")])),
     "history not a list": _edited(_set("history", {"epoch": 1})),
     "history of numbers": _edited(_set("history", [1.0, 2.0])),
+    "history with text": _edited(_set("history", [{"held_out_exact_match": "x"}])),
+    "history with None": _edited(_set("history", [{"loss": None}])),
+    "more dates than the window": _edited(_update("data_config", train_size=30000)),
+    "float data size": _edited(_update("data_config", held_out_size=10.5)),
+    "float data seed": _edited(_update("data_config", seed=0.5)),
+    "negative data seed": _edited(_update("data_config", seed=-1)),
+    "window as a number": _edited(_update("data_config", start=1974)),
 }
 
 
@@ -339,3 +346,20 @@ def test_a_bad_data_window_is_refused(tmp_path, window):
     path = _edited(_update("data_config", **window))(tmp_path / "w.pt")
     with pytest.raises(CheckpointError):
         Converter.from_path(path)
+
+
+def test_a_huge_declared_model_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    huge = {"num_layers": 8, "embedding_dim": 1024, "encoder_hidden": 1024,
+            "decoder_hidden": 1024}  # fmt: skip
+    path = _edited(_update("model_config", **huge))(tmp_path / "h.pt")
+    built = []
+    real_init = Seq2Seq.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(next(self.parameters()).device.type)
+
+    monkeypatch.setattr(Seq2Seq, "__init__", spy)
+    with pytest.raises(CheckpointError, match="the model"):
+        ckpt.load(path)
+    assert built == ["meta"]  # only its shapes were made, no real weights

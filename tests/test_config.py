@@ -145,3 +145,14 @@ def test_data_config_refuses_bad_sizes(overrides):
 
 def test_data_config_allows_an_empty_held_out_split():
     assert DataConfig(train_size=1, held_out_size=0).held_out_size == 0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"train_size": 0}, {"train_size": 10.0}, {"held_out_size": -1},
+     {"held_out_size": True}, {"seed": -1}, {"seed": 0.5}, {"start": 1974},
+     {"end": None}],
+)  # fmt: skip
+def test_data_config_refuses_bad_values(overrides):
+    with pytest.raises(ValueError):
+        DataConfig(**overrides)

@@ -12,6 +12,7 @@ from date_seq2seq import lab
 from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
 from date_seq2seq.converter import Converter, Trainer
 from date_seq2seq.data import InputError, Pairs, source_text, split, target_tokens
+from date_seq2seq.training import Progress
 from date_seq2seq.vocab import EOS, GO
 
 NOV22 = dt.date(2024, 11, 22)
@@ -165,6 +166,12 @@ def test_walk_refuses_a_token_or_step_it_cannot_force(converter, forced, needle)
         lab.walk(converter, "24-11-22", forced)
 
 
+def test_a_step_forced_after_the_end_changes_nothing(converter):
+    plain = lab.walk(converter, "24-11-22", {})
+    late = lab.walk(converter, "24-11-22", {11: "5"})  # the output ends at step 10
+    assert late == plain and late.after_forcing() is None
+
+
 def test_walk_refuses_a_bad_date(converter):
     with pytest.raises(InputError):
         lab.walk(converter, "24-13-01", {})
@@ -223,6 +230,17 @@ def test_snapshots_are_thinned_past_the_limit():
     # Evenly spaced from the start, at the interval reached.
     assert steps == list(range(0, steps[-1] + 1, recorder.every))
     assert trainer.steps - steps[-1] < recorder.every
+
+
+def test_the_end_of_a_run_survives_thinning(vocab):
+    recorder = lab.AttentionRecorder(
+        small_trainer().model, vocab, NOV22, every=1, max_snapshots=4
+    )
+    for step in range(1, 7):
+        recorder(Progress("step", step, 1, 100, 0.0, 0.0))
+    assert [s.step for s in recorder.snapshots] == [0, 2, 4, 6]
+    recorder.finish(7)  # a fifth snapshot: the interval doubles to 4
+    assert [s.step for s in recorder.snapshots] == [0, 4, 7]
 
 
 def test_a_snapshot_of_a_right_model_is_the_heatmap_convert_shows(trained, converter):
