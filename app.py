@@ -39,6 +39,7 @@ from date_seq2seq.converter import (
 from date_seq2seq.data import MONTHS, InputError, Pairs
 from date_seq2seq.setups import BOUNDS, CHOICES, Setup
 from date_seq2seq.training import Progress
+from date_seq2seq.vocab import EOS
 
 EXAMPLES = ("24-11-22", "74-01-01", "00-02-29", "34-12-31", "24-02-30", "50-01-01")
 REDRAW_SECONDS = 0.5  # live charts redraw at most this often
@@ -589,12 +590,14 @@ def init_setup() -> None:
 def setup_problems_ui(slot: DeltaGenerator) -> None:
     problems = st.session_state.get("setup_problems")
     if problems:
-        slot.warning(
-            "This link's training setup has values that cannot be used; the Train "
-            "form shows the defaults for them instead.\n\n"
-            + "\n".join(f"- {problem}" for problem in problems),
-            icon=":material/link_off:",
-        )
+        with slot.container():
+            st.warning(
+                "This link's training setup has values that cannot be used; the "
+                "Train form shows the defaults for them instead:",
+                icon=":material/link_off:",
+            )
+            # As plain text: the problems quote the link, which anyone can write.
+            st.code("\n".join(problems), language=None, wrap_lines=True)
 
 
 def train_form_ui() -> Setup | None:
@@ -843,7 +846,14 @@ def forced_for(text: str, converter: Converter) -> dict[int, str]:
     kept = st.session_state.get("forced")
     if kept is None or kept[0][0] != key[0] or kept[0][1] is not converter:
         st.session_state.forced = (key, {})
+        forget_force_choices()
     return st.session_state.forced[1]
+
+
+def forget_force_choices() -> None:
+    """Let each "Emit instead" box show its step's token again, not an old pick."""
+    for key in [k for k in st.session_state if k.startswith("force_token_")]:
+        del st.session_state[key]
 
 
 def force_token(step: int) -> None:
@@ -852,10 +862,12 @@ def force_token(step: int) -> None:
     for later in [t for t in forced if t > step]:
         del forced[later]
     forced[step] = st.session_state[f"force_token_{step}"]
+    forget_force_choices()
 
 
 def clear_forced() -> None:
     st.session_state.forced[1].clear()
+    forget_force_choices()
 
 
 def step_through_ui(converter: Converter) -> None:
@@ -890,7 +902,10 @@ def step_through_ui(converter: Converter) -> None:
         verdict = "recovered" if right == total else "did not fully recover"
         st.info(
             f"After the token forced at step {where}, the model chose {right} of "
-            f"{total} later tokens as the right answer has them: it {verdict}.",
+            f"{total} later tokens as the right answer has them: it {verdict}."
+            if total
+            else f"The token forced at step {where} ended the output: the model "
+            "chose nothing after it.",
             icon=":material/alt_route:",
         )
     if forced:
@@ -913,7 +928,8 @@ def step_through_ui(converter: Converter) -> None:
         st.selectbox(
             "Emit instead",
             options,
-            index=options.index(step.chosen),
+            # A half-trained model may emit <PAD> or <GO>, which cannot be forced.
+            index=options.index(step.chosen) if step.chosen in options else 0,
             key=f"force_token_{t}",
         )
         st.button(
@@ -1059,11 +1075,21 @@ def exposure_ui(converter: Converter) -> None:
     if first is None:
         st.success(summary + "The two runs are fed the same tokens all the way.")
     else:
+        free, teacher = got.steps[first].free_fed, got.steps[first].teacher_fed
+        if free is None:
+            how = (
+                f"has already ended (it emitted {code(EOS)} too early), while "
+                f"teacher forcing goes on, fed {code(teacher)}."
+            )
+        elif teacher is None:
+            how = f"goes on past the right answer's end, fed its own {code(free)}."
+        else:
+            how = (
+                f"is fed its own mistake ({code(free)} instead of {code(teacher)}), "
+                "so the two runs decode different histories."
+            )
         st.info(
-            summary + f"From step {first + 1} on the free run is fed its own "
-            f"mistake ({code(got.steps[first].free_fed or 'nothing')} instead of "
-            f"{code(got.steps[first].teacher_fed or 'nothing')}), so the two runs "
-            "decode different histories.",
+            summary + f"From step {first + 1} on the free run {how}",
             icon=":material/call_split:",
         )
     st.dataframe(exposure_table(got), width="stretch", key="exposure")

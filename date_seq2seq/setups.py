@@ -11,6 +11,7 @@ link is typed, truncated and edited by hand.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -42,6 +43,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
 FOREIGN_PARAMS = frozenset({"embed", "embed_options"})
 
 _MODEL, _TRAIN, _DATA = ModelConfig(), TrainConfig(), DataConfig()
+_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_NUMBER = re.compile(
+    r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(nan|inf)",
+    re.ASCII | re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class Setup:
     def to_params(self) -> dict[str, str]:
         """Return every value as a query-parameter string, e.g. {"lr": "0.01"}."""
         return {
-            name: f"{value:g}" if isinstance(value, float) else str(value)
+            name: str(value)  # a float's shortest exact form: 0.01, 0.1234567
             for name, value in asdict(self).items()
         }
 
@@ -102,7 +108,9 @@ class Setup:
     def from_params(cls, params: Mapping[str, str]) -> tuple[Setup, list[str]]:
         """Read query parameters; a bad value keeps its default and is reported.
 
-        Returns the setup and one message per problem (empty when all is well).
+        Returns the setup and one message per problem (empty when all is well),
+        as plain text: it quotes what the link says, so show it as text, never
+        as Markdown, or a link could put its own links and formatting on the page.
         """
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
@@ -111,18 +119,20 @@ class Setup:
             if name in FOREIGN_PARAMS:
                 continue
             if name not in known:
-                problems.append(f"`{_shown(name)}` is not a setting; it was ignored.")
+                problems.append(f"{_shown(name)} is not a setting; it was ignored.")
                 continue
             try:
                 values[name] = check_value(name, parse_value(name, text))
             except ValueError as e:
                 default = known[name].default
-                problems.append(f"`{name}={_shown(text)}`: {e}; using {default}.")
+                problems.append(f"{name}={_shown(text)}: {e}; using {default}.")
         return cls(**values), problems
 
 
 def _shown(text: str, most: int = 24) -> str:
-    """Quote a user's text in a message: a link can carry kilobytes."""
+    """Quote a user's text in a message: on one line, shortened (a link can
+    carry kilobytes)."""
+    text = "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)
     return text if len(text) <= most else text[: most - 1] + "…"
 
 
@@ -130,16 +140,16 @@ def parse_value(name: str, text: str) -> Any:
     """Turn a parameter's text into the type of the Setup field `name`."""
     kind = type(getattr(Setup, name))
     text = text.strip()
+    # Plain ASCII numbers only: int() and float() would also take "1_000"
+    # and other scripts' digits, which a link should not need.
     if kind is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError("not a whole number") from None
+        if not _WHOLE.fullmatch(text):
+            raise ValueError("not a whole number")
+        return int(text)
     if kind is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError("not a number") from None
+        if not _NUMBER.fullmatch(text):
+            raise ValueError("not a number")
+        return float(text)
     return text
 
 

@@ -261,12 +261,12 @@ def test_a_link_fills_the_train_form(first_start, monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("params", "needles"),
     [
-        ({"epochs": "lots"}, ["`epochs=lots`: not a whole number; using 30"]),
+        ({"epochs": "lots"}, ["epochs=lots: not a whole number; using 30"]),
         ({"epochs": "100000", "lr": "0.5"}, ["from 1 to 200", "must be one of"]),
         ({"hidden": "-1", "cell": "tcn"}, ["from 2 to 512", "must be one of lstm"]),
-        ({"dropout": "nan"}, ["`dropout=nan`"]),
+        ({"dropout": "nan"}, ["dropout=nan:"]),
         ({"probe": "24-02-30"}, ["29 days"]),
-        ({"bogus": "1"}, ["`bogus` is not a setting"]),
+        ({"bogus": "1"}, ["bogus is not a setting"]),
         ({"seed": "9" * 400}, ["from 0 to 2147483647"]),
     ],
 )
@@ -276,13 +276,24 @@ def test_bad_link_values_are_reported_and_fall_back(
     at = open_with(first_start, monkeypatch, {**params, "batch": "64"})
     assert not at.exception
     (warning,) = at.warning
-    assert all(needle in warning.value for needle in needles), warning.value
-    assert len(warning.value) < 1000  # a long value is not echoed in full
+    assert "cannot be used" in warning.value
+    problems = at.code[0].value  # the first code on the page: above the tabs
+    assert all(needle in problems for needle in needles), problems
+    assert len(problems) < 1000  # a long value is not echoed in full
     for name in params:
         if name != "bogus":
             assert at.session_state[name] == getattr(Setup(), name)
     assert at.select_slider(key="batch").value == 64  # the good value is kept
     assert "22/Nov/2024" in markdown_text(at)  # the app works as usual
+
+
+def test_a_link_cannot_put_markdown_on_the_page(first_start, monkeypatch) -> None:
+    link = {"a`[login](//ev.il)": "1", "probe": "`[x](//ev.il)"}
+    at = open_with(first_start, monkeypatch, link)
+    assert not at.exception
+    assert "[login](//ev.il)" in at.code[0].value  # shown, as plain text
+    elements = [*at.markdown, *at.caption, *at.warning, *at.info, *at.error]
+    assert not [e.value for e in elements if "ev.il" in e.value]
 
 
 def test_training_puts_the_setup_in_the_link(app) -> None:
@@ -336,6 +347,36 @@ def test_forcing_a_token_decodes_on_from_it(app) -> None:
     app.button(key="force_1").click().run()
     app.text_input(key="walk_date").input("99-12-31").run()
     assert not tab(app, "Step through").info
+
+
+def test_emit_instead_shows_the_token_of_the_path_shown(app) -> None:
+    app.selectbox(key="force_token_0").set_value("<EOS>")
+    app.button(key="force_0").click().run()
+    app.text_input(key="walk_date").input("99-12-31").run()  # 31/Dec/1999
+    assert app.selectbox(key="force_token_0").value == "3"  # not the old <EOS>
+    app.selectbox(key="force_token_0").set_value("1")
+    app.button(key="force_0").click().run()
+    app.select_slider(key="walk_step").set_value(2).run()
+    emitted = tab(app, "Step through").markdown[4].value  # "Emitted: `x`"
+    assert f"`{app.selectbox(key='force_token_1').value}`" in emitted
+    app.button(key="clear_forced").click().run()
+    app.select_slider(key="walk_step").set_value(1).run()
+    assert app.selectbox(key="force_token_0").value == "3"
+    assert not app.exception
+
+
+def test_a_half_trained_model_can_be_stepped_through(first_start, monkeypatch):
+    weak = {"train_size": "50", "epochs": "1", "batch": "256", "seed": "5"}
+    at = open_with(first_start, monkeypatch, weak)
+    at.button(key="FormSubmitter:train_form-Train").click().run()
+    assert not at.exception
+    emitted = [tab(at, "Step through").markdown[4].value]
+    for step in range(2, len(at.select_slider(key="walk_step").options) + 1):
+        at.select_slider(key="walk_step").set_value(step).run()
+        assert not at.exception
+        emitted.append(tab(at, "Step through").markdown[4].value)
+    assert any("<PAD>" in e or "<GO>" in e for e in emitted), emitted
+    assert "nothing" not in " ".join(i.value for i in tab(at, "Exposure bias").info)
 
 
 @pytest.mark.parametrize(("text", "needle"), [("24-02-30", "29 days"), ("", "empty")])
@@ -467,7 +508,7 @@ def test_forcing_the_end_at_the_first_step_leaves_one_step(app) -> None:
     assert not app.exception
     assert app.select_slider(key="walk_step").options == ["1"]
     (info,) = tab(app, "Step through").info
-    assert "chose 0 of 0 later tokens" in info.value
+    assert "ended the output: the model chose nothing after it" in info.value
 
 
 def test_a_model_without_attention_steps_through_without_scores(app) -> None:

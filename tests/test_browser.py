@@ -397,7 +397,9 @@ def test_shared_link_exposure_lab_and_attention_forming(
     with server.diagnosed(page, "link"):
         open_app(page, server, "?epochs=3&train_size=1000&snapshot_every=4&lr=fast")
         warning = page.locator('[data-testid="stAlertContentWarning"]')
-        expect(warning).to_contain_text("lr=fast")
+        expect(warning).to_contain_text("cannot be used")
+        problems = page.locator('[data-testid="stCode"]').first  # above the tabs
+        expect(problems).to_contain_text("lr=fast: not a number")
         panel = visible_panel(page)
         expect(panel.get_by_label("Epochs (at most)")).to_have_value("3")
         expect(panel.get_by_label("Training dates")).to_have_value("1000")
@@ -409,6 +411,7 @@ def test_shared_link_exposure_lab_and_attention_forming(
         steps = int(re.search(r"after (\d+) steps", finished.inner_text()).group(1))
         assert "epochs=3" in page.url and "train_size=1000" in page.url, page.url
         expect(warning).to_have_count(0)  # the link now holds a good setup
+        expect(page.get_by_text("lr=fast")).to_have_count(0)
         assert_no_traceback(page)
 
         panel = open_tab(page, "Attention forming")

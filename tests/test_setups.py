@@ -73,6 +73,9 @@ def test_equal_numbers_written_differently_are_one_value():
     [
         ("epochs", "abc", "not a whole number"),
         ("epochs", "2.5", "not a whole number"),
+        ("epochs", "1_0", "not a whole number"),
+        ("epochs", "\u0661\u0662", "not a whole number"),  # Arabic-Indic 12
+        ("dropout", "0_1", "not a number"),
         ("epochs", "0", "from 1 to 200"),
         ("epochs", "100000", "from 1 to 200"),
         ("hidden", "-4", "from 2 to 512"),
@@ -95,7 +98,7 @@ def test_a_bad_value_is_reported_and_keeps_its_default(name, text, needle):
         {name: text, "epochs" if name != "epochs" else "seed": "3"}
     )
     assert len(problems) == 1, problems
-    assert f"`{name}=" in problems[0] and needle in problems[0]
+    assert problems[0].startswith(f"{name}=") and needle in problems[0]
     assert getattr(setup, name) == getattr(Setup(), name)
     assert len(problems[0]) < 300  # a long value is shortened in the message
     # The good value beside it is kept.
@@ -105,7 +108,7 @@ def test_a_bad_value_is_reported_and_keeps_its_default(name, text, needle):
 def test_unknown_and_foreign_parameters():
     setup, problems = Setup.from_params({"colour": "red", "embed": "true"})
     assert setup == Setup()
-    assert problems == ["`colour` is not a setting; it was ignored."]
+    assert problems == ["colour is not a setting; it was ignored."]
 
 
 @pytest.mark.parametrize(
@@ -133,3 +136,14 @@ def test_every_corner_of_the_ranges_can_be_trained(end):
         values = {name: bounds[end] for name, bounds in BOUNDS.items()}
         values.update({name: choices[-end] for name, choices in CHOICES.items()})
         Setup(**{**values, "attention": attention}).configs()
+
+
+def test_a_link_reproduces_a_value_exactly():
+    setup = Setup(dropout=0.1234567, sampling=1 / 3)
+    assert Setup.from_params(setup.to_params()) == (setup, [])
+
+
+def test_problems_quote_the_link_on_one_line():
+    _, problems = Setup.from_params({"a\nb": "1", "epochs": "x\r\n- y"})
+    assert len(problems) == 2
+    assert all("\n" not in p and "\r" not in p for p in problems)
