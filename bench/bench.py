@@ -36,7 +36,7 @@ from date_seq2seq.decoding import greedy_many  # noqa: E402
 from date_seq2seq.training import Progress  # noqa: E402
 
 TARGET = 0.999
-EVAL_EVERY = 25  # steps of 32 between held-out checks, for ours and the baseline
+EVAL_EVERY = 10  # steps of 32 between held-out checks, for ours and the baseline
 N_CONVERT = 100_000
 TUTORIAL_BATCH = 32  # the tutorial converts in batches of its training size
 NAIVE_CHUNK = 4096  # the tutorial's model in big chunks: a naive chunked loop

@@ -366,7 +366,8 @@ def test_emit_instead_shows_the_token_of_the_path_shown(app) -> None:
 
 
 def test_a_half_trained_model_can_be_stepped_through(first_start, monkeypatch):
-    weak = {"train_size": "50", "epochs": "1", "batch": "256", "seed": "5"}
+    weak = {"train_size": "50", "epochs": "1", "batch": "256", "seed": "5",
+            "attention": "general", "lr": "0.001"}  # fmt: skip
     at = open_with(first_start, monkeypatch, weak)
     at.button(key="FormSubmitter:train_form-Train").click().run()
     assert not at.exception

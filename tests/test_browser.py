@@ -395,21 +395,21 @@ def test_shared_link_exposure_lab_and_attention_forming(
     """A link's setup trains a weak model; the lab shows where it goes wrong."""
     page = app_page
     with server.diagnosed(page, "link"):
-        open_app(page, server, "?epochs=3&train_size=1000&snapshot_every=4&lr=fast")
+        open_app(page, server, "?epochs=3&train_size=500&snapshot_every=2&lr=fast")
         warning = page.locator('[data-testid="stAlertContentWarning"]')
         expect(warning).to_contain_text("cannot be used")
         problems = page.locator('[data-testid="stCode"]').first  # above the tabs
         expect(problems).to_contain_text("lr=fast: not a number")
         panel = visible_panel(page)
         expect(panel.get_by_label("Epochs (at most)")).to_have_value("3")
-        expect(panel.get_by_label("Training dates")).to_have_value("1000")
+        expect(panel.get_by_label("Training dates")).to_have_value("500")
         screenshot(page, DOCS / "app-link.png")
         panel.get_by_role("button", name="Train", exact=True).click()
         finished = page.get_by_text(re.compile(r"Training finished after \d+ steps"))
         expect(finished).to_be_visible()
         wait_idle(page)
         steps = int(re.search(r"after (\d+) steps", finished.inner_text()).group(1))
-        assert "epochs=3" in page.url and "train_size=1000" in page.url, page.url
+        assert "epochs=3" in page.url and "train_size=500" in page.url, page.url
         expect(warning).to_have_count(0)  # the link now holds a good setup
         expect(page.get_by_text("lr=fast")).to_have_count(0)
         assert_no_traceback(page)

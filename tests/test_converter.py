@@ -23,7 +23,9 @@ from date_seq2seq.converter import (
 from date_seq2seq.data import InputError, source_text, split, target_text
 
 TINY_DATA = DataConfig(train_size=32, held_out_size=8, seed=1)
-TINY_MODEL = ModelConfig(embedding_dim=3, encoder_hidden=5, decoder_hidden=7)
+TINY_MODEL = ModelConfig(
+    attention="general", embedding_dim=3, encoder_hidden=5, decoder_hidden=7
+)
 TINY_TRAIN = TrainConfig(epochs=1, batch_size=16)
 
 

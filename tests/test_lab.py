@@ -384,7 +384,8 @@ def test_comparison_refuses_what_it_cannot_run(variants, data, needle):
         lab.Comparison(variants, data, SMALL_TRAIN)
     with pytest.raises(ValueError, match="dot attention needs"):
         lab.Comparison([lab.Variant("dot", "lstm")], SMALL_DATA, SMALL_TRAIN,
-                       ModelConfig(encoder_hidden=8, decoder_hidden=6))  # fmt: skip
+                       ModelConfig(attention="general", encoder_hidden=8,
+                                   decoder_hidden=6))  # fmt: skip
 
 
 def test_variant_names():

@@ -141,7 +141,7 @@ def test_sampling_probability_one_feeds_the_models_own_argmax(vocab):
 def test_fit_reports_every_step_and_epoch(vocab):
     train, held = _pairs(vocab, DataConfig(train_size=40, held_out_size=8, seed=1))
     events = []
-    cfg = TrainConfig(epochs=2, batch_size=16, lr_decay=0.5)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, lr_decay=0.5)
     result = fit(_tiny(), train, held, cfg, on_progress=events.append)
     steps = [e for e in events if e.kind == "step"]
     epochs = [e for e in events if e.kind == "epoch"]
