@@ -161,18 +161,31 @@ def _validate(obj: object) -> Checkpoint:
         split(data_cfg)  # the window and its train/held-out draw, as used later
     except ValueError as e:
         raise CheckpointError(f"bad data configuration in checkpoint: {e}") from None
+    state = obj["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError("the weights are not a state dict")
+    # A small file declaring a huge model is refused before memory is spent
+    # building it (the exact shapes are checked once it is built).
+    held = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
+    if _least_weights(model_cfg) > held:
+        raise CheckpointError(
+            f"the configuration declares a model of at least "
+            f"{_least_weights(model_cfg):,} weights; the file holds {held:,}"
+        )
     try:
-        # Shapes first, on the meta device: a file declaring a huge model is
-        # refused before any memory is spent on it.
-        with torch.device("meta"):
-            shapes = Seq2Seq(model_cfg, pad_id=vocab.pad_id).state_dict()
+        model = Seq2Seq(model_cfg, pad_id=vocab.pad_id)
     except (TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"the model cannot be built: {e}") from None
-    _check_weights(shapes, obj["state_dict"])
-    model = Seq2Seq(model_cfg, pad_id=vocab.pad_id)
-    model.load_state_dict(obj["state_dict"])
+    _check_weights(model.state_dict(), state)
+    model.load_state_dict(state)
     model.eval()
     return Checkpoint(model, vocab, data_cfg, train_cfg, history)
+
+
+def _least_weights(cfg: ModelConfig) -> int:
+    """A lower bound on a model's weight count: its recurrent matrices alone."""
+    gates = 4 if cfg.cell == "lstm" else 3
+    return gates * cfg.num_layers * (cfg.encoder_hidden**2 + cfg.decoder_hidden**2)
 
 
 def _is_record(record: object) -> bool:
@@ -183,10 +196,8 @@ def _is_record(record: object) -> bool:
     )
 
 
-def _check_weights(expected: dict[str, torch.Tensor], state: object) -> None:
+def _check_weights(expected: dict[str, torch.Tensor], state: dict) -> None:
     """Check names, shapes, dtypes and values of `state` against `expected`'s."""
-    if not isinstance(state, dict):
-        raise CheckpointError("the weights are not a state dict")
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:

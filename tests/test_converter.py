@@ -6,7 +6,10 @@ import dataclasses
 import datetime as dt
 import itertools
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -348,3 +351,26 @@ def test_convert_many_decodes_repeats_once_with_the_same_answers(
     lean = list(converter.convert_many(repeated, with_attention=False))
     assert [c.output for c in lean] == [c.output for c in many]
     assert all(c.attention is None for c in lean)
+
+
+def test_training_and_loading_never_import_the_compiler(tmp_path):
+    """torch._dynamo takes about a second to import: more than training takes.
+
+    Any torch.optim optimizer or a tensor op on the meta device imports it;
+    a fresh interpreter shows whether our train -> save -> load path does.
+    """
+    script = (
+        "import sys\n"
+        "from date_seq2seq.converter import Converter, train_new\n"
+        "from date_seq2seq.config import DataConfig, TrainConfig\n"
+        "checkpoint, _ = train_new(DataConfig(train_size=64, held_out_size=16),"
+        " train_config=TrainConfig(epochs=1))\n"
+        f"checkpoint.save({str(tmp_path / 'm.pt')!r})\n"
+        f"Converter.from_path({str(tmp_path / 'm.pt')!r}).convert('24-11-22')\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert out.stdout.strip() == "False"
