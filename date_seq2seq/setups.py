@@ -43,6 +43,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 FOREIGN_PARAMS = frozenset({"embed", "embed_options"})
 
 _MODEL, _TRAIN, _DATA = ModelConfig(), TrainConfig(), DataConfig()
+MAX_NUMBER_CHARS = 40  # longer is no setting's number (and int() refuses 4,300)
 _WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _NUMBER = re.compile(
     r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(nan|inf)",
@@ -130,8 +131,7 @@ class Setup:
 
 
 def _shown(text: str, most: int = 24) -> str:
-    """Quote a user's text in a message: on one line, shortened (a link can
-    carry kilobytes)."""
+    """Quote a user's text in a message on one line, shortened: links get long."""
     text = "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)
     return text if len(text) <= most else text[: most - 1] + "…"
 
@@ -142,6 +142,8 @@ def parse_value(name: str, text: str) -> Any:
     text = text.strip()
     # Plain ASCII numbers only: int() and float() would also take "1_000"
     # and other scripts' digits, which a link should not need.
+    if kind in (int, float) and len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"too long for a number ({len(text)} characters)")
     if kind is int:
         if not _WHOLE.fullmatch(text):
             raise ValueError("not a whole number")

@@ -267,7 +267,8 @@ def test_a_link_fills_the_train_form(first_start, monkeypatch) -> None:
         ({"dropout": "nan"}, ["dropout=nan:"]),
         ({"probe": "24-02-30"}, ["29 days"]),
         ({"bogus": "1"}, ["bogus is not a setting"]),
-        ({"seed": "9" * 400}, ["from 0 to 2147483647"]),
+        ({"seed": "9" * 400}, ["too long for a number"]),
+        ({"seed": "9" * 30}, ["from 0 to 2147483647"]),
     ],
 )
 def test_bad_link_values_are_reported_and_fall_back(

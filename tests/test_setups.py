@@ -76,6 +76,7 @@ def test_equal_numbers_written_differently_are_one_value():
         ("epochs", "1_0", "not a whole number"),
         ("epochs", "\u0661\u0662", "not a whole number"),  # Arabic-Indic 12
         ("dropout", "0_1", "not a number"),
+        ("seed", "9" * 5000, "too long for a number"),
         ("epochs", "0", "from 1 to 200"),
         ("epochs", "100000", "from 1 to 200"),
         ("hidden", "-4", "from 2 to 512"),
