@@ -2,30 +2,42 @@
 
 Results go to stdout (plain or JSON lines), progress and errors to stderr.
 Exit status: 0 success; 1 some input was refused (the rest still converted) or
-training diverged; 2 the checkpoint is unusable or the arguments are wrong.
+training diverged; 2 a checkpoint cannot be used or written, or the arguments
+are wrong; 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
+import os
+import select
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from .checkpoint import CheckpointError
-from .config import ATTENTION_KINDS, CELL_KINDS, DataConfig, ModelConfig, TrainConfig
+from .config import (
+    ATTENTION_KINDS,
+    CELL_KINDS,
+    MAX_BEAM,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from .converter import Conversion, Converter, default_checkpoint_path, train_new
 from .data import Window
+from .decoding import check_beam_size
 from .training import Progress
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNUSABLE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `... | head`: the reader has gone, not an error
         sys.stderr.close()
         return EXIT_OK
+    except OSError as e:  # a file or directory we cannot read or write
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     convert = sub.add_parser("convert", help="convert dates (arguments or stdin)")
     convert.add_argument("dates", nargs="*", metavar="DATE")
     convert.add_argument("--checkpoint", type=Path, default=None)
-    convert.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
+    convert.add_argument("--beam", type=_beam, default=1, help="beam width (1: greedy)")
     convert.add_argument("--json", action="store_true", help="one JSON object a line")
     convert.set_defaults(run=_convert)
 
@@ -121,10 +140,24 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every date of the window, not held-out",
     )
-    evaluate.add_argument("--beam", type=int, default=1)
+    evaluate.add_argument(
+        "--beam", type=_beam, default=1, help="beam width (1: greedy)"
+    )
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=_evaluate)
     return parser
+
+
+def _beam(text: str) -> int:
+    """argparse type of --beam: a whole number from 1 to MAX_BEAM."""
+    try:
+        value = int(text)
+        check_beam_size(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_BEAM}, not {text!r}"
+        ) from None
+    return value
 
 
 # --- train ------------------------------------------------------------------
@@ -185,7 +218,9 @@ def _train(args: argparse.Namespace) -> int:
         attention=args.attention,
         embedding_dim=args.embedding_dim,
         encoder_hidden=args.hidden,
-        decoder_hidden=args.decoder_hidden or args.hidden,
+        decoder_hidden=args.hidden
+        if args.decoder_hidden is None
+        else args.decoder_hidden,
         num_layers=args.layers,
         dropout=args.dropout,
     )
@@ -202,12 +237,28 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     out = args.out or default_checkpoint_path()
+    problem = _unwritable(out)
+    if problem:  # found before training, not after
+        print(
+            f"error: cannot write the checkpoint to {out}: {problem}", file=sys.stderr
+        )
+        return EXIT_UNUSABLE
     started = time.perf_counter()
     with _StopOnInterrupt() as stop:
         checkpoint, result = train_new(
             data_cfg, model_cfg, train_cfg, _progress_printer(sys.stderr), stop
         )
-    checkpoint.save(out)
+    try:
+        checkpoint.save(out)
+    except OSError as e:  # e.g. the disk filled up while training: keep the model
+        rescue = Path(tempfile.gettempdir()) / f"date_seq2seq-{os.getpid()}.pt"
+        checkpoint.save(rescue)
+        print(
+            f"error: cannot write {out} ({e.strerror or e}); the model was saved "
+            f"to {rescue} instead",
+            file=sys.stderr,
+        )
+        return EXIT_UNUSABLE
     final = result.final
     if result.message:
         print(result.message, file=sys.stderr)
@@ -229,11 +280,30 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
+        exact = final.get("held_out_exact_match")
+        measured = (
+            f"held-out exact match {exact:.2%}"
+            if exact is not None
+            else "no held-out dates"
+        )
         print(
-            f"{summary['epochs']} epochs in {summary['train_seconds']:.2f}s, held-out "
-            f"exact match {final.get('held_out_exact_match', 0):.2%}; saved {out}"
+            f"{summary['epochs']} epochs in {summary['train_seconds']:.2f}s, "
+            f"{measured}; saved {out}"
         )
     return EXIT_REFUSED if result.stop_reason == "diverged" else EXIT_OK
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why a checkpoint cannot be written at path, or None if it can."""
+    if path.is_dir():
+        return "it is a directory"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create its directory ({e.strerror or e})"
+    if not os.access(path.parent, os.W_OK):
+        return "its directory is not writable"
+    return None
 
 
 # --- convert and evaluate -----------------------------------------------------
@@ -250,36 +320,69 @@ def _converter(path: Path | None) -> Converter:
     return Converter.default(on_progress=_progress_printer(sys.stderr))
 
 
-def _lines(stream: TextIO) -> Iterator[str]:
-    for line in stream:
-        yield line.rstrip("\r\n")
+CHUNK = 65536  # lines decoded together: a file's repeats are decoded once a chunk
+MAX_LINE_BYTES = 4096  # an input line is cut here (it is refused as too long anyway)
+
+
+def _line(raw: bytes) -> str:
+    """One input line as text: undecodable bytes become U+FFFD (then refused)."""
+    return raw[:MAX_LINE_BYTES].decode("utf-8", errors="replace").rstrip("\r")
+
+
+def _chunks(stream: BinaryIO, most: int = CHUNK) -> Iterator[list[str]]:
+    """Lines read from stream, in chunks of up to `most`, as soon as they can be.
+
+    A chunk ends early when no more input is waiting, so a slow pipe or a
+    person typing gets each answer at once, while a file still goes in big
+    chunks. Only b"\\n" ends a line (a stray \\r does not split one), a UTF-8
+    byte-order mark at the start is dropped, and an endless line is cut at
+    MAX_LINE_BYTES instead of filling memory.
+    """
+    lines: list[str] = []
+    pending = b""
+    first = True
+    while data := stream.read1(1 << 16):  # what is there, waiting only for some
+        if first:
+            data, first = data.removeprefix(b"\xef\xbb\xbf"), False
+        *complete, pending = (pending + data).split(b"\n")
+        pending = pending[: MAX_LINE_BYTES + 1]
+        lines += map(_line, complete)
+        while len(lines) >= most:
+            yield lines[:most]
+            lines = lines[most:]
+        if lines and not _waiting(stream):
+            yield lines
+            lines = []
+    if pending:
+        lines.append(_line(pending))
+    if lines:
+        yield lines
+
+
+def _waiting(stream: BinaryIO) -> bool:
+    """Whether more input can be read from stream without blocking."""
+    try:
+        return bool(select.select([stream.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):  # no file descriptor: read on, in big chunks
+        return True
 
 
 def _convert(args: argparse.Namespace) -> int:
-    if args.beam < 1:
-        print("error: --beam must be at least 1", file=sys.stderr)
-        return EXIT_UNUSABLE
     converter = _converter(args.checkpoint)
-    # Big chunks: a file's repeated dates are decoded once per chunk.
-    chunk = 65536
     if args.dates:
-        inputs: Iterator[str] = iter(args.dates)
+        chunks: Iterator[list[str]] = iter([args.dates])
     else:
-        # Undecodable bytes become U+FFFD and are then refused as non-ASCII.
-        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-        inputs = _lines(stdin)
-        if sys.stdin.isatty():
-            chunk = 1  # answer a typing user at once
+        chunks = _chunks(sys.stdin.buffer)
     refused = False
     out = sys.stdout
-    results = converter.convert_many(inputs, args.beam, chunk, with_attention=args.json)
-    for n, result in enumerate(results, 1):
-        usable = result.error is None and result.warning is None
-        refused |= not usable
-        out.write(_format(result, args.json) + "\n")
-        if n % chunk == 0:
-            out.flush()
-    out.flush()
+    for chunk in chunks:
+        results = converter.convert_many(
+            chunk, args.beam, len(chunk), with_attention=args.json
+        )
+        for result in results:
+            refused |= result.error is not None or result.warning is not None
+            out.write(_format(result, args.json) + "\n")
+        out.flush()
     return EXIT_REFUSED if refused else EXIT_OK
 
 
@@ -305,7 +408,13 @@ def _format(result: Conversion, as_json: bool) -> str:
             },
             ensure_ascii=False,
         )
-    return f"{result.input}\t{'error: ' + problem if problem else result.output}"
+    shown = _printable(result.input)
+    return f"{shown}\t{'error: ' + _printable(problem) if problem else result.output}"
+
+
+def _printable(text: str) -> str:
+    """Text for one tab-separated line: a tab, \\r or escape in it becomes U+FFFD."""
+    return "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -16,6 +16,9 @@ MAX_SIZE = (
     1024  # embedding and hidden sizes: far above need, bounds a checkpoint's cost
 )
 
+MAX_SEED = 2**63 - 1  # what torch.manual_seed and a Generator take
+MAX_BEAM = 64  # beam width: far above use (27 tokens), bounds the memory it takes
+
 T = TypeVar("T")
 
 
@@ -50,8 +53,10 @@ class DataConfig:
         for name in ("train_size", "held_out_size", "seed"):
             if not _is_int(getattr(self, name)):
                 raise ValueError(f"{name} must be an integer")
-        if self.train_size < 1 or self.held_out_size < 0 or self.seed < 0:
-            raise ValueError("train_size must be >= 1, held_out_size and seed >= 0")
+        if self.train_size < 1 or self.held_out_size < 0:
+            raise ValueError("train_size must be >= 1 and held_out_size >= 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be from 0 to {MAX_SEED}")
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 0:
             raise ValueError("epochs and batch_size must be >= 1, patience >= 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be from 0 to {MAX_SEED}")
         # Far above any useful rate; also refuses NaN and infinity, which
         # overflow inside Adam rather than ending as a diverged run.
         if not 0 < self.lr <= 1e6:
@@ -127,5 +134,7 @@ class DecodeConfig:
     top_k: int = 3  # candidates shown per step in a trace
 
     def __post_init__(self) -> None:
-        if self.beam_size < 1 or self.max_len < 1 or self.top_k < 1:
-            raise ValueError("beam_size, max_len and top_k must be >= 1")
+        if not 1 <= self.beam_size <= MAX_BEAM:
+            raise ValueError(f"beam_size must be from 1 to {MAX_BEAM}")
+        if self.max_len < 1 or self.top_k < 1:
+            raise ValueError("max_len and top_k must be >= 1")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import MAX_BEAM
 from .inference import PackedDecoder
 from .model import Seq2Seq, State
 from .vocab import Vocabulary
@@ -199,6 +200,13 @@ def beam_search(
     )
 
 
+def check_beam_size(beam_size: object) -> None:
+    """Raise ValueError unless beam_size is a whole number from 1 to MAX_BEAM."""
+    whole = isinstance(beam_size, int) and not isinstance(beam_size, bool)
+    if not whole or not 1 <= beam_size <= MAX_BEAM:
+        raise ValueError(f"the beam width must be a whole number from 1 to {MAX_BEAM}")
+
+
 def decode(
     model: Seq2Seq,
     src: torch.Tensor,
@@ -207,6 +215,7 @@ def decode(
     src_lengths: torch.Tensor | None = None,
 ) -> Decoded:
     """Greedy for beam_size 1 (each distinct source once), beam search otherwise."""
+    check_beam_size(beam_size)
     if beam_size == 1:
         if src_lengths is None:
             return greedy_many(model, src, max_len)

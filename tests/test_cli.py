@@ -7,11 +7,14 @@ for the run it checks; the one real default training overlaps the rest.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
 import random
+import select
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -296,15 +299,82 @@ def test_first_start_trains_the_default_model(runs):
 # --- in-process: cheap argument and error paths -------------------------------------
 
 
-def test_a_beam_below_one_is_refused(trained_path, capsys):
-    assert (
-        cli.main(
-            ["convert", "--checkpoint", str(trained_path), "--beam", "0", "24-11-22"]
-        )
-        == 2
-    )
+@pytest.mark.parametrize("command", ["convert", "evaluate"])
+@pytest.mark.parametrize("beam", ["0", "-1", "65", "2.5", "wide"])
+def test_a_beam_out_of_range_is_a_usage_error(trained_path, capsys, command, beam):
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--checkpoint", str(trained_path), "--beam", beam])
+    assert info.value.code == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.strip() == "error: --beam must be at least 1"
+    assert out == "" and "--beam: must be a whole number from 1 to 64" in err
+
+
+@pytest.mark.parametrize("beam", [0, -3, 65, 2.0, True])
+def test_the_converter_refuses_a_bad_beam_width(converter, beam):
+    with pytest.raises(ValueError, match="beam width"):
+        converter.convert("24-11-22", beam_size=beam)
+    with pytest.raises(ValueError, match="beam width"):
+        converter.evaluate([dt.date(2024, 11, 22)], beam_size=beam)
+
+
+SMALL_TRAIN = ["train", "--epochs", "1", "--train-size", "64", "--held-out-size", "16"]
+
+
+def test_train_refuses_an_unwritable_output_before_training(tmp_path, capsys):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert cli.main([*SMALL_TRAIN, "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the checkpoint to {folder}: it is a directory" in err
+    assert "epoch" not in err  # refused before training, not after
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert cli.main([*SMALL_TRAIN, "--out", str(blocker / "m.pt")]) == 2
+    assert "cannot create its directory" in capsys.readouterr().err
+
+
+def test_a_failed_save_keeps_the_trained_model(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "m.pt"
+    real_save = ckpt.Checkpoint.save
+
+    def disk_full(self, path):
+        if Path(path) == out:
+            raise OSError(28, "No space left on device")
+        return real_save(self, path)
+
+    monkeypatch.setattr(ckpt.Checkpoint, "save", disk_full)
+    assert cli.main([*SMALL_TRAIN, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    rescue = Path(err.split("the model was saved to ")[1].split()[0])
+    try:
+        assert Converter.from_path(rescue).model.cfg == ModelConfig()
+    finally:
+        rescue.unlink()
+
+
+def test_a_zero_decoder_size_is_refused_not_ignored(tmp_path, capsys):
+    args = ["--attention", "general", "--decoder-hidden", "0"]
+    assert cli.main([*SMALL_TRAIN, *args, "--out", str(tmp_path / "m.pt")]) == 2
+    assert "decoder_hidden must be an integer from 1" in capsys.readouterr().err
+
+
+def test_a_huge_seed_is_refused(tmp_path, capsys):
+    assert cli.main([*SMALL_TRAIN, "--seed", str(2**70)]) == 2
+    assert "seed must be from 0 to" in capsys.readouterr().err
+
+
+def test_training_without_held_out_dates_says_so(tmp_path, capsys):
+    small = [a if a != "16" else "0" for a in SMALL_TRAIN]
+    assert cli.main([*small, "--out", str(tmp_path / "m.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "no held-out dates" in out and "0.00%" not in out
+
+
+def test_a_text_file_as_checkpoint_gives_no_unsafe_advice(capsys):
+    assert cli.main(["convert", "--checkpoint", str(ROOT / "README.md"), "1"]) == 2
+    err = capsys.readouterr().err
+    assert "the safe loader refused it" in err and "weights_only" not in err
 
 
 def test_an_impossible_model_configuration_is_refused(tmp_path, capsys):
@@ -361,6 +431,19 @@ def test_evaluate_plain_text(trained_path, capsys):
     assert lines[1].endswith("%") and not lines[6].endswith("%")
 
 
+def test_stdin_lines_are_split_at_newlines_only(trained_path, monkeypatch, capsys):
+    raw = b"\xef\xbb\xbf24-11-22\r\n74-01-05\r99-12-31\n24\t11-22\n" + b"9" * 10**6
+    stdin = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert cli.main(["convert", "--checkpoint", str(trained_path)]) == 1
+    lines = capsys.readouterr().out.split("\n")[:-1]
+    assert len(lines) == 4 and all(line.count("\t") == 1 for line in lines)
+    assert lines[0] == "24-11-22\t22/Nov/2024"  # the byte-order mark is dropped
+    assert lines[1].startswith("74-01-05\ufffd99-12-31\terror: ")  # one input
+    assert lines[2].startswith("24\ufffd11-22\terror: ")
+    assert lines[3].startswith("9" * 4096 + "\terror: too long")  # cut, not echoed
+
+
 def test_stdin_convert_in_process(trained_path, monkeypatch, capsys):
     stdin = io.TextIOWrapper(io.BytesIO(b"24-11-22\n\n24-13-01\n"), encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", stdin)
@@ -377,3 +460,26 @@ def test_a_float_layer_count_checkpoint_exits_2(trained_path, tmp_path, capsys):
     path = tmp_path / "float.pt"
     torch.save(saved, path)
     assert cli.main(["convert", "--checkpoint", str(path), "24-11-22"]) == 2
+
+
+def test_a_pipe_is_answered_line_by_line_and_ctrl_c_ends_cleanly(trained_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "date_seq2seq", "convert", "--checkpoint",
+         str(trained_path)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        for date, want in [("24-11-22", "22/Nov/2024"), ("99-12-31", "31/Dec/1999")]:
+            proc.stdin.write(date.encode() + b"\n")
+            proc.stdin.flush()
+            # The answer comes while stdin is still open: no waiting for more.
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, "no answer while the pipe stayed open"
+            assert proc.stdout.readline().decode() == f"{date}\t{want}\n"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted" in err.decode() and "Traceback" not in err.decode()

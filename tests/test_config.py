@@ -124,6 +124,8 @@ def test_model_config_refuses_non_integer_layers(num_layers):
         {"sampling_prob": -0.1},
         {"target_accuracy": 1.01},
         {"target_accuracy": -0.5},
+        {"seed": -1},
+        {"seed": 2**63},
     ],
 )
 def test_train_config_refuses_bad_values(overrides):
@@ -131,9 +133,13 @@ def test_train_config_refuses_bad_values(overrides):
         TrainConfig(**overrides)
 
 
-@pytest.mark.parametrize("overrides", [{"beam_size": 0}, {"max_len": 0}, {"top_k": 0}])
-def test_decode_config_refuses_bad_values(overrides):
-    with pytest.raises(ValueError, match=">= 1"):
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [({"beam_size": 0}, "from 1 to 64"), ({"beam_size": 65}, "from 1 to 64"),
+     ({"max_len": 0}, ">= 1"), ({"top_k": 0}, ">= 1")],
+)  # fmt: skip
+def test_decode_config_refuses_bad_values(overrides, needle):
+    with pytest.raises(ValueError, match=needle):
         DecodeConfig(**overrides)
 
 
