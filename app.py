@@ -794,7 +794,9 @@ def model_files_ui(converter: Converter) -> None:
     upload = right.file_uploader(
         "Upload a checkpoint", type=["pt"], key="upload", help="At most 5 MB."
     )
-    if upload is not None and upload.file_id != st.session_state.get("upload_id"):
+    if upload is None:  # removed from the uploader: so is what it said
+        st.session_state.upload_error = None
+    elif upload.file_id != st.session_state.get("upload_id"):
         st.session_state.upload_id = upload.file_id
         try:
             st.session_state.converter = Converter.from_bytes(upload.getvalue())

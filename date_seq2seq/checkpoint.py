@@ -89,6 +89,11 @@ def load(source: str | Path | bytes | BinaryIO) -> Checkpoint:
         reason = (
             str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         )
+        if "weights_only" in str(e):  # torch's advice to load unsafely: not ours
+            reason = (
+                "the safe loader refused it (not a torch file, or it holds "
+                "objects other than tensors and plain data)"
+            )
         raise CheckpointError(
             "not a readable checkpoint (truncated, corrupt or not a torch file): "
             + reason

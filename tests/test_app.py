@@ -217,6 +217,8 @@ def test_broken_upload_is_refused_with_a_reason(
     assert not app.exception
     assert app.error and needle in app.error[0].value
     assert "the default model" in app.sidebar.markdown[0].value
+    app.file_uploader(key="upload").set_value(None).run()  # the file is removed
+    assert not app.error  # and so is what was said about it
 
 
 def test_valid_upload_replaces_the_model(app, tmp_path) -> None:
