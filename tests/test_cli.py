@@ -468,6 +468,9 @@ def test_a_pipe_is_answered_line_by_line_and_ctrl_c_ends_cleanly(trained_path):
          str(trained_path)],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # A job started in the background ignores Ctrl-C, and so would its
+        # children: give this one the terminal's default, as a user's has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         for date, want in [("24-11-22", "22/Nov/2024"), ("99-12-31", "31/Dec/1999")]:
