@@ -172,10 +172,11 @@ def _validate(obj: object) -> Checkpoint:
     # A small file declaring a huge model is refused before memory is spent
     # building it (the exact shapes are checked once it is built).
     held = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
-    if _least_weights(model_cfg) > held:
+    least = _least_weights(model_cfg)
+    if least > held:
         raise CheckpointError(
-            f"the configuration declares a model of at least "
-            f"{_least_weights(model_cfg):,} weights; the file holds {held:,}"
+            f"the configuration declares a model of at least {least:,} weights; "
+            f"the file holds {held:,}"
         )
     try:
         model = Seq2Seq(model_cfg, pad_id=vocab.pad_id)

@@ -30,10 +30,10 @@ from .config import (
     DataConfig,
     ModelConfig,
     TrainConfig,
+    check_beam_size,
 )
 from .converter import Conversion, Converter, default_checkpoint_path, train_new
-from .data import Window
-from .decoding import check_beam_size
+from .data import Window, printable
 from .training import Progress
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNUSABLE = 0, 1, 2
@@ -408,13 +408,9 @@ def _format(result: Conversion, as_json: bool) -> str:
             },
             ensure_ascii=False,
         )
-    shown = _printable(result.input)
-    return f"{shown}\t{'error: ' + _printable(problem) if problem else result.output}"
-
-
-def _printable(text: str) -> str:
-    """Text for one tab-separated line: a tab, \\r or escape in it becomes U+FFFD."""
-    return "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)
+    # One tab-separated line: a tab, \r or escape in the input shows as U+FFFD.
+    shown = printable(result.input)
+    return f"{shown}\t{'error: ' + printable(problem) if problem else result.output}"
 
 
 def _evaluate(args: argparse.Namespace) -> int:

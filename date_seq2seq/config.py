@@ -26,6 +26,17 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_beam_size(beam_size: object) -> None:
+    """Raise ValueError unless beam_size is a whole number from 1 to MAX_BEAM."""
+    if not _is_int(beam_size) or not 1 <= beam_size <= MAX_BEAM:
+        raise ValueError(f"the beam width must be a whole number from 1 to {MAX_BEAM}")
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be from 0 to {MAX_SEED}")
+
+
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
     """Build a config from a dict, refusing unknown fields with a clear message."""
     if not isinstance(values, dict):
@@ -55,8 +66,7 @@ class DataConfig:
                 raise ValueError(f"{name} must be an integer")
         if self.train_size < 1 or self.held_out_size < 0:
             raise ValueError("train_size must be >= 1 and held_out_size >= 0")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be from 0 to {MAX_SEED}")
+        _check_seed(self.seed)
 
 
 @dataclass(frozen=True)
@@ -115,8 +125,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 0:
             raise ValueError("epochs and batch_size must be >= 1, patience >= 0")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be from 0 to {MAX_SEED}")
+        _check_seed(self.seed)
         # Far above any useful rate; also refuses NaN and infinity, which
         # overflow inside Adam rather than ending as a diverged run.
         if not 0 < self.lr <= 1e6:
@@ -134,7 +143,6 @@ class DecodeConfig:
     top_k: int = 3  # candidates shown per step in a trace
 
     def __post_init__(self) -> None:
-        if not 1 <= self.beam_size <= MAX_BEAM:
-            raise ValueError(f"beam_size must be from 1 to {MAX_BEAM}")
+        check_beam_size(self.beam_size)
         if self.max_len < 1 or self.top_k < 1:
             raise ValueError("max_len and top_k must be >= 1")

@@ -94,6 +94,11 @@ def split(cfg: DataConfig) -> tuple[list[dt.date], list[dt.date]]:
 # --- input validation -------------------------------------------------------
 
 
+def printable(text: str) -> str:
+    """Text to quote on one line: a newline, tab or other control becomes U+FFFD."""
+    return "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)
+
+
 class InputError(ValueError):
     """A user's input that cannot be converted, with a message a person reads."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import MAX_BEAM
+from .config import check_beam_size
 from .inference import PackedDecoder
 from .model import Seq2Seq, State
 from .vocab import Vocabulary
@@ -198,13 +198,6 @@ def beam_search(
         weights[pick] if weights is not None else None,
         scores[torch.arange(batch), best],
     )
-
-
-def check_beam_size(beam_size: object) -> None:
-    """Raise ValueError unless beam_size is a whole number from 1 to MAX_BEAM."""
-    whole = isinstance(beam_size, int) and not isinstance(beam_size, bool)
-    if not whole or not 1 <= beam_size <= MAX_BEAM:
-        raise ValueError(f"the beam width must be a whole number from 1 to {MAX_BEAM}")
 
 
 def decode(

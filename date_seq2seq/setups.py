@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .config import ATTENTION_KINDS, CELL_KINDS, DataConfig, ModelConfig, TrainConfig
-from .data import InputError, Window, check_source
+from .data import InputError, Window, check_source, printable
 
 LEARNING_RATES = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
 BATCH_SIZES = (8, 16, 32, 64, 128, 256)
@@ -132,7 +132,7 @@ class Setup:
 
 def _shown(text: str, most: int = 24) -> str:
     """Quote a user's text in a message on one line, shortened: links get long."""
-    text = "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)
+    text = printable(text)
     return text if len(text) <= most else text[: most - 1] + "…"
 
 
