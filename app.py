@@ -27,18 +27,21 @@ from streamlit.delta_generator import DeltaGenerator
 # and two sessions training at once then share the two cores, not fight.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from date_seq2seq import lab
 from date_seq2seq.checkpoint import CheckpointError
+from date_seq2seq.comparison import Comparison, RunReport, Variant
 from date_seq2seq.config import ATTENTION_KINDS, CELL_KINDS, DataConfig, TrainConfig
 from date_seq2seq.converter import (
     Conversion,
     Converter,
-    Trainer,
     default_checkpoint_path,
+    forceable_tokens,
 )
-from date_seq2seq.data import MONTHS, InputError, Pairs
-from date_seq2seq.setups import BOUNDS, CHOICES, Setup
-from date_seq2seq.training import Progress
+from date_seq2seq.data import MONTHS, DateDataset, InputError
+from date_seq2seq.exposure import Exposure, GapRecorder, token_accuracies, wrong_dates
+from date_seq2seq.exposure import exposure as decode_both_ways
+from date_seq2seq.forming import AttentionRecorder, Snapshot, probe_recorder
+from date_seq2seq.train_setup import BOUNDS, CHOICES, Setup
+from date_seq2seq.training import Progress, Trainer
 from date_seq2seq.vocab import EOS
 
 EXAMPLES = ("24-11-22", "74-01-01", "00-02-29", "34-12-31", "24-02-30", "50-01-01")
@@ -329,7 +332,7 @@ def _sharpness() -> alt.LayerChart:
 
 
 def sharpness_chart(
-    snapshots: Sequence[lab.Snapshot], shown: int
+    snapshots: Sequence[Snapshot], shown: int
 ) -> tuple[list[dict], dict]:
     """Sharpness of every snapshot, with a rule at the step shown."""
     rows = [{"step": s.step, "sharpness": s.sharpness()} for s in snapshots]
@@ -361,7 +364,7 @@ def _curves() -> alt.Chart:
     )
 
 
-def curves_chart(comparison: lab.Comparison) -> tuple[list[dict], dict]:
+def curves_chart(comparison: Comparison) -> tuple[list[dict], dict]:
     """Every compared variant's held-out curve, one colour each."""
     rows = [
         {"variant": v.name, **point}
@@ -391,7 +394,7 @@ def _confusion() -> alt.LayerChart:
     return (cells + text).properties(height=380, description="month confusion")
 
 
-def confusion_chart(report: lab.RunReport) -> tuple[list[dict], dict]:
+def confusion_chart(report: RunReport) -> tuple[list[dict], dict]:
     """Right month against the month written, counted; other values at the end."""
     rows = [
         {"right": a, "output": b, "count": n}
@@ -454,7 +457,7 @@ def accuracy_rows(
     """Long-form rows: token accuracy both ways, and exact match.
 
     Exact match is one line: a date is all right teacher-forced exactly when
-    it is all right free-running (lab.token_accuracies says why).
+    it is all right free-running (token_accuracies says why).
     """
     tokens = [
         {"step": g["step"], "measure": name, "accuracy": g[key]}
@@ -514,10 +517,11 @@ def convert_ui(converter: Converter) -> None:
         beam = right.slider("Beam width", 2, 8, 3, key="beam")
 
     if beam == 1:  # output, attention and step table from one decode
-        result, steps = converter.explain(text, top_k=3)
+        walked = converter.step_through(text, top_k=3)
+        result, steps = walked.conversion, list(walked.steps)
     else:
         result = converter.convert(text, beam_size=beam)
-        steps = [] if result.error else converter.trace(text, top_k=3)
+        steps = [] if result.error else list(converter.step_through(text).steps)
     if result.error:
         st.error(result.error, icon=":material/error:")
         return
@@ -685,12 +689,12 @@ def run_training(setup: Setup) -> None:
         trainer = Trainer(data_cfg, model_cfg, train_cfg)
         recorder = None
         if model_cfg.attention != "none":
-            recorder = lab.probe_recorder(trainer, setup.probe, setup.snapshot_every)
+            recorder = probe_recorder(trainer, setup.probe, setup.snapshot_every)
     except ValueError as e:  # InputError included
         st.error(f"These settings cannot be trained: {e}")
         return
     st.session_state.recorder = recorder  # the new run's snapshots, as they come
-    st.session_state.gaps = lab.GapRecorder(trainer).points  # filled as it goes
+    st.session_state.gaps = GapRecorder(trainer).points  # filled as it goes
     st.button(
         "Stop training", key="stop", on_click=request_stop, icon=":material/stop:"
     )
@@ -745,7 +749,7 @@ def adopt_trained_model(slot: DeltaGenerator) -> None:
         slot.warning("The previous training run is still finishing; reload soon.")
         return
     del st.session_state["trainer"]
-    recorder: lab.AttentionRecorder | None = st.session_state.get("recorder")
+    recorder: AttentionRecorder | None = st.session_state.get("recorder")
     if recorder is not None and recorder.model is trainer.model:
         recorder.finish(trainer.steps)  # the model as the run left it
     stopped = st.session_state.pop("stop_requested_by_user", False)
@@ -883,10 +887,9 @@ def step_through_ui(converter: Converter) -> None:
     st.session_state.setdefault("walk_date", EXAMPLES[0])
     text = st.text_input("Date to step through", key="walk_date")
     forced = forced_for(text, converter)
-    try:
-        walked = lab.walk(converter, text, forced)
-    except InputError as e:
-        st.error(e.message, icon=":material/error:")
+    walked = converter.step_through(text, forced, top_k=5)
+    if walked.conversion.error:
+        st.error(walked.conversion.error, icon=":material/error:")
         return
     verdicts = walked.verdicts()
     st.markdown(
@@ -926,7 +929,7 @@ def step_through_ui(converter: Converter) -> None:
         st.markdown(f"Fed in: {code(step.fed)}")
         forced_note = " (forced)" if step.forced else ""
         st.markdown(f"Emitted: {code(step.chosen)}{forced_note}")
-        options = lab.forceable_tokens(converter.vocab)
+        options = forceable_tokens(converter.vocab)
         st.selectbox(
             "Emit instead",
             options,
@@ -952,14 +955,14 @@ def step_through_ui(converter: Converter) -> None:
     left, right = st.columns(2)
     left.vega_lite_chart(*query, width="stretch")
     scores = per_input_chart(
-        walked.input,
+        walked.conversion.input,
         step.scores,
         "2. Raw scores: the query against each input's encoding",
         "attention scores",
     )
     left.vega_lite_chart(*scores, width="stretch")
     weights = per_input_chart(
-        walked.input, step.weights, "3. Softmax of the scores (sums to 1)",
+        walked.conversion.input, step.weights, "3. Softmax of the scores (sums to 1)",
         "attention weights",
     )  # fmt: skip
     right.vega_lite_chart(*weights, width="stretch")
@@ -984,10 +987,10 @@ def held_out_facts(converter: Converter) -> tuple[list[str], dict[str, float]]:
         days = converter.held_out_days()
         accuracies = {}
         if days:  # an uploaded model may have been trained without held-out dates
-            pairs = Pairs.from_days(days, converter.vocab)
+            pairs = DateDataset(days, converter.vocab)
             max_len = converter.decode_config.max_len
-            accuracies = lab.token_accuracies(converter.model, pairs, max_len)
-        wrong = lab.wrong_dates(converter, days, len(EXAMPLES))
+            accuracies = token_accuracies(converter.model, pairs, max_len)
+        wrong = wrong_dates(converter, days, len(EXAMPLES))
         kept = st.session_state.held_out_facts = (converter, wrong, accuracies)
     return kept[1], kept[2]
 
@@ -1001,7 +1004,7 @@ CELL_WRONG = "background-color: #fbd5d5"
 CELL_PARTED = "background-color: #fde9c4"
 
 
-def exposure_table(got: lab.Exposure) -> Styler:
+def exposure_table(got: Exposure) -> Styler:
     """One row per series, one column per step: the two runs side by side.
 
     Emitted tokens are green when right and red when wrong; the free run's
@@ -1064,7 +1067,7 @@ def exposure_ui(converter: Converter) -> None:
     st.session_state.setdefault("lab_date", EXAMPLES[0])
     text = st.text_input("Probe date", key="lab_date")
     try:
-        got = lab.exposure(converter, text)
+        got = decode_both_ways(converter, text)
     except InputError as e:
         st.error(e.message, icon=":material/error:")
         return
@@ -1114,7 +1117,7 @@ def forming_ui() -> None:
     if "recorder" not in st.session_state:
         st.info("Train a model in the Train tab to record how its attention forms.")
         return
-    recorder: lab.AttentionRecorder | None = st.session_state.recorder
+    recorder: AttentionRecorder | None = st.session_state.recorder
     if recorder is None:
         st.info("The last model trained has no attention (attention: none).")
         return
@@ -1152,7 +1155,7 @@ def request_compare_stop() -> None:
 
 def settle_comparison(slot: DeltaGenerator) -> None:
     """Let a comparison that a click interrupted end before its results are read."""
-    running: lab.Comparison | None = st.session_state.get("comparison_running")
+    running: Comparison | None = st.session_state.get("comparison_running")
     if running is None:
         return
     st.session_state.compare_stop = True
@@ -1163,7 +1166,7 @@ def settle_comparison(slot: DeltaGenerator) -> None:
     st.session_state.compare_stop = False
 
 
-def compare_form_ui() -> lab.Comparison | None:
+def compare_form_ui() -> Comparison | None:
     with st.form("compare_form", border=True):
         c1, c2, c3 = st.columns([3, 2, 2])
         kinds = c1.multiselect(
@@ -1183,9 +1186,9 @@ def compare_form_ui() -> lab.Comparison | None:
         st.form_submit_button("Compare", type="primary", on_click=request_compare)
     if not st.session_state.pop("compare_requested", False):
         return None
-    variants = [lab.Variant(a, c) for c in cells for a in kinds]
+    variants = [Variant(a, c) for c in cells for a in kinds]
     try:
-        return lab.Comparison(
+        return Comparison(
             variants,
             DataConfig(train_size=int(size), seed=int(seed)),
             TrainConfig(epochs=int(epochs), seed=int(seed)),
@@ -1195,7 +1198,7 @@ def compare_form_ui() -> lab.Comparison | None:
         return None
 
 
-def run_comparison(comparison: lab.Comparison) -> None:
+def run_comparison(comparison: Comparison) -> None:
     st.session_state.comparison = comparison  # whatever finishes is kept
     st.session_state.comparison_running = comparison
     st.session_state.compare_stop = False
@@ -1210,7 +1213,7 @@ def run_comparison(comparison: lab.Comparison) -> None:
     total = len(comparison.variants)
     last_draw = [0.0]
 
-    def on_progress(variant: lab.Variant, event: Progress) -> None:
+    def on_progress(variant: Variant, event: Progress) -> None:
         now = time.monotonic()
         if event.kind == "step" and now - last_draw[0] < REDRAW_SECONDS:
             return
@@ -1240,7 +1243,7 @@ ENDINGS = {
 }
 
 
-def report_rows(reports: Sequence[lab.RunReport]) -> list[dict[str, object]]:
+def report_rows(reports: Sequence[RunReport]) -> list[dict[str, object]]:
     """One row per trained variant; None (an empty cell) where 100% was not reached."""
     rows = []
     for r in reports:
@@ -1262,7 +1265,7 @@ def report_rows(reports: Sequence[lab.RunReport]) -> list[dict[str, object]]:
     return rows
 
 
-def compare_results_ui(comparison: lab.Comparison) -> None:
+def compare_results_ui(comparison: Comparison) -> None:
     reports = comparison.reports
     if not reports:
         st.info("The comparison was stopped before any variant finished.")

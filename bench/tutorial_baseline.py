@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from date_seq2seq.data import Pairs
+from date_seq2seq.data import DateDataset
 from date_seq2seq.metrics import id_exact_matches
 
 STEPS_OUT = 11  # the tutorial decodes a fixed 11 steps
@@ -54,9 +54,9 @@ class TutorialSeq2Seq(nn.Module):
         return torch.stack(out, dim=1)
 
     @torch.no_grad()
-    def inference(self, x: torch.Tensor, bos_id: int) -> torch.Tensor:
+    def inference(self, x: torch.Tensor, go_id: int) -> torch.Tensor:
         o, (h, c) = self.encode(x)
-        token = torch.full((x.size(0),), bos_id, dtype=torch.long)
+        token = torch.full((x.size(0),), go_id, dtype=torch.long)
         out = []
         for _ in range(STEPS_OUT):  # never stops at <EOS>
             logits, h, c = self.step(token, o, h, c)
@@ -66,24 +66,24 @@ class TutorialSeq2Seq(nn.Module):
 
 
 def exact_match(
-    model: TutorialSeq2Seq, pairs: Pairs, bos_id: int, eos_id: int
+    model: TutorialSeq2Seq, pairs: DateDataset, go_id: int, eos_id: int
 ) -> float:
     """Held-out exact match, reading the fixed-length output up to its first <EOS>."""
-    pred = model.inference(pairs.src, bos_id)
+    pred = model.inference(pairs.src, go_id)
     ended = torch.cumsum(pred == eos_id, dim=1) - (pred == eos_id).long() > 0
     pred = pred.masked_fill(ended, 0)  # what comes after <EOS> is ignored
     return float(id_exact_matches(pred, pairs.tgt[:, 1:], 0).float().mean())
 
 
 def train_to_accuracy(
-    train: Pairs,
-    held_out: Pairs,
+    train: DateDataset,
+    held_out: DateDataset,
     vocab_size: int,
     target: float,
     seed: int = 0,
     eval_every: int = 100,
     max_seconds: float = 300.0,
-    bos_id: int = 1,
+    go_id: int = 1,
     eos_id: int = 2,
     on_eval: Callable[[int, float, float], None] | None = None,
 ) -> dict[str, float]:
@@ -111,7 +111,7 @@ def train_to_accuracy(
             step += 1
         seconds += time.perf_counter() - started
         model.eval()
-        exact = exact_match(model, held_out, bos_id, eos_id)
+        exact = exact_match(model, held_out, go_id, eos_id)
         model.train()
         if on_eval is not None:
             on_eval(step, seconds, exact)

@@ -80,6 +80,11 @@ class Checkpoint:
         return path
 
 
+def save(checkpoint: Checkpoint, path: str | Path) -> Path:
+    """Write a checkpoint atomically; return the path (see Checkpoint.save)."""
+    return checkpoint.save(path)
+
+
 def load(source: str | Path | bytes | BinaryIO) -> Checkpoint:
     """Load and validate a checkpoint from a path, bytes or a binary file."""
     raw = _read(source)
@@ -179,7 +184,9 @@ def _validate(obj: object) -> Checkpoint:
             f"the file holds {held:,}"
         )
     try:
-        model = Seq2Seq(model_cfg, pad_id=vocab.pad_id)
+        # Its own generator: the initial weights are replaced by the file's, and
+        # loading must not disturb anyone's random state.
+        model = Seq2Seq(model_cfg, generator=torch.Generator())
     except (TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"the model cannot be built: {e}") from None
     _check_weights(model.state_dict(), state)

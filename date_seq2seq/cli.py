@@ -32,9 +32,9 @@ from .config import (
     TrainConfig,
     check_beam_size,
 )
-from .converter import Conversion, Converter, default_checkpoint_path, train_new
+from .converter import Conversion, Converter, default_checkpoint_path
 from .data import Window, printable
-from .training import Progress
+from .training import Progress, train
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNUSABLE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
@@ -245,7 +245,7 @@ def _train(args: argparse.Namespace) -> int:
         return EXIT_UNUSABLE
     started = time.perf_counter()
     with _StopOnInterrupt() as stop:
-        checkpoint, result = train_new(
+        checkpoint, result = train(
             data_cfg, model_cfg, train_cfg, _progress_printer(sys.stderr), stop
         )
     try:

@@ -140,7 +140,7 @@ class TrainConfig:
 class DecodeConfig:
     beam_size: int = 1  # 1 is greedy
     max_len: int = 12  # output steps at most; a date needs 10 (9 tokens + <EOS>)
-    top_k: int = 3  # candidates shown per step in a trace
+    top_k: int = 3  # candidates shown per step in a step-through
 
     def __post_init__(self) -> None:
         check_beam_size(self.beam_size)

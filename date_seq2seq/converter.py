@@ -9,32 +9,27 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-import torch
-
 from . import checkpoint as ckpt
-from .config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from .config import DecodeConfig
 from .data import (
     InputError,
-    Pairs,
     Window,
-    check_source,
     encode_sources,
+    parse_source,
     source_text,
     split,
     target_text,
     target_tokens,
-    task_vocabulary,
 )
-from .decoding import TraceStep, decode, trace
+from .decoding import DecoderStep, decode, step_through
 from .metrics import summarize
-from .model import Seq2Seq
-from .training import Progress, TrainResult, fit
+from .training import Progress, train
+from .vocab import EOS, GO, PAD, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -77,96 +72,43 @@ class Conversion:
         return [i < len(want) and t == want[i] for i, t in enumerate(self.tokens)]
 
 
-class Trainer:
-    """One training run built from configs, whose model survives an interruption.
-
-    `run` may end by an exception raised in `on_progress` (the app's script is
-    interrupted that way): the model keeps the steps it took and `checkpoint()`
-    packages it, with the history recorded so far. `observers` see every
-    event before `on_progress` does, so what they record (e.g. attention
-    snapshots, lab.py) is complete whichever way the run ends.
-    """
-
-    def __init__(
-        self,
-        data_config: DataConfig | None = None,
-        model_config: ModelConfig | None = None,
-        train_config: TrainConfig | None = None,
-    ) -> None:
-        self.data_config = data_config or DataConfig()
-        self.model_config = model_config or ModelConfig()
-        self.train_config = train_config or TrainConfig()
-        self.vocab = task_vocabulary()
-        if self.model_config.vocab_size != len(self.vocab):
-            raise ValueError(f"vocab_size must be {len(self.vocab)} for this task")
-        train_days, held_days = split(self.data_config)
-        self.train_pairs = Pairs.from_days(train_days, self.vocab)
-        self.held_out_pairs = Pairs.from_days(held_days, self.vocab)
-        torch.manual_seed(self.train_config.seed)  # initialisation; fit seeds the rest
-        self.model = Seq2Seq(self.model_config, pad_id=self.vocab.pad_id)
-        # Filled by fit as it goes, so an interrupted run's progress is kept too.
-        self.result = TrainResult()
-        # Set when `run` has returned or raised: the model is no longer changing.
-        self.done = threading.Event()
-        self.observers: list[Callable[[Progress], None]] = []
-
-    @property
-    def steps(self) -> int:
-        """Optimizer steps taken so far."""
-        return len(self.result.step_losses)
-
-    def run(
-        self,
-        on_progress: Callable[[Progress], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        eval_every: int = 0,
-    ) -> TrainResult:
-        """Train to the end, a stop request, or divergence."""
-        self.done.clear()
-        observers = [*self.observers, *([on_progress] if on_progress else [])]
-
-        def notify(event: Progress) -> None:
-            for observe in observers:
-                observe(event)
-
-        try:
-            return fit(
-                self.model,
-                self.train_pairs,
-                self.held_out_pairs,
-                self.train_config,
-                on_progress=notify if observers else None,
-                should_stop=should_stop,
-                max_len=DecodeConfig().max_len,
-                eval_every=eval_every,
-                result=self.result,
-            )
-        finally:
-            self.done.set()
-
-    def checkpoint(self) -> ckpt.Checkpoint:
-        """Package the model as it is now, with the history so far."""
-        self.model.eval()
-        return ckpt.Checkpoint(
-            self.model,
-            self.vocab,
-            self.data_config,
-            self.train_config,
-            history=list(self.result.history),
-        )
+def forceable_tokens(vocab: Vocabulary) -> list[str]:
+    """Tokens a learner may force in a step-through: anything the decoder emits."""
+    return [t for t in vocab.tokens if t not in (PAD, GO)]
 
 
-def train_new(
-    data_config: DataConfig | None = None,
-    model_config: ModelConfig | None = None,
-    train_config: TrainConfig | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> tuple[ckpt.Checkpoint, TrainResult]:
-    """Build data and a fresh model from configs, train it, package a checkpoint."""
-    trainer = Trainer(data_config, model_config, train_config)
-    result = trainer.run(on_progress, should_stop)
-    return trainer.checkpoint(), result
+@dataclass(frozen=True)
+class StepThrough:
+    """One conversion decoded step by step, some tokens perhaps forced."""
+
+    conversion: Conversion  # the output as read from the steps, or the error
+    steps: tuple[DecoderStep, ...] = ()
+    expected: tuple[str, ...] | None = None  # right tokens then <EOS>, if known
+
+    def verdicts(self) -> list[str]:
+        """Per step: "forced", "right", "wrong", or "unknown" with no right answer."""
+        out = []
+        for t, step in enumerate(self.steps):
+            if step.forced:
+                out.append("forced")
+            elif self.expected is None:
+                out.append("unknown")
+            else:
+                right = t < len(self.expected) and step.chosen == self.expected[t]
+                out.append("right" if right else "wrong")
+        return out
+
+    def after_forcing(self) -> tuple[int, int] | None:
+        """Right and total steps the model chose itself after the first forced one.
+
+        None when nothing was forced or there is no right answer. Position by
+        position against the right answer: whether the model recovers.
+        """
+        verdicts = self.verdicts()
+        if "forced" not in verdicts or self.expected is None:
+            return None
+        after = [v for v in verdicts[verdicts.index("forced") + 1 :] if v != "forced"]
+        return after.count("right"), len(after)
 
 
 Checked = tuple[str, dt.date | None, InputError | None]  # shown text, date, problem
@@ -202,7 +144,7 @@ class Converter:
         path = default_checkpoint_path()
         if not path.exists():
             log.info("no default model at %s: training one", path)
-            checkpoint, _ = train_new(on_progress=on_progress)
+            checkpoint, _ = train(on_progress=on_progress)
             checkpoint.save(path)
         return cls.from_path(path)
 
@@ -229,7 +171,7 @@ class Converter:
     def _check(self, text: str) -> Checked:
         shown = text.strip() if isinstance(text, str) else repr(text)
         try:
-            return shown, check_source(text, self.window), None
+            return shown, parse_source(text, self.window), None
         except InputError as e:
             return shown, None, e
 
@@ -282,40 +224,45 @@ class Converter:
             kind=error.kind if error else "ok",
         )
 
-    def explain(
-        self, text: str, top_k: int | None = None
-    ) -> tuple[Conversion, list[TraceStep]]:
-        """Convert one input greedily and record every step, with a single decode.
+    def step_through(
+        self,
+        text: str,
+        forced: Mapping[int, str] | None = None,
+        top_k: int | None = None,
+    ) -> StepThrough:
+        """Convert one input greedily, step by step, emitting forced[t] at step t.
 
-        Returns the Conversion (as `convert` gives it) and the trace steps; for
-        an input that cannot be converted, the Conversion's error and no steps.
+        One decode gives the Conversion (as `convert` gives it when nothing is
+        forced), its attention and every step. An input that cannot be
+        converted gives its error and no steps. Raises ValueError for a forced
+        token the decoder cannot emit or a step past max_len.
         """
+        max_len = self.decode_config.max_len
+        allowed = forceable_tokens(self.vocab)
+        forced_ids = {}
+        for step, token in (forced or {}).items():
+            if not 0 <= step < max_len:
+                raise ValueError(f"step {step} is not in 0..{max_len - 1}")
+            if token not in allowed:
+                raise ValueError(
+                    f"{token!r} cannot be emitted; choose one of {allowed}"
+                )
+            forced_ids[step] = self.vocab.encode([token])[0]
         checked = self._check(text)
-        shown, _, error = checked
+        shown, day, error = checked
         if error is not None and error.kind != "outside_window":
-            return Conversion(shown, error=error.message, kind=error.kind), []
+            return StepThrough(Conversion(shown, error=error.message, kind=error.kind))
         src = encode_sources([shown], self.vocab)[0]
         k = top_k or self.decode_config.top_k
-        steps = trace(self.model, src, self.vocab, self.decode_config.max_len, k)
+        steps = step_through(self.model, src, self.vocab, max_len, k, forced_ids)
         # The same reading of the output as `convert`: up to <EOS>, specials dropped.
         tokens = self.vocab.decode(self.vocab.encode(s.chosen for s in steps))
         attention = None
         if steps and steps[0].weights is not None:
             attention = [s.weights for s in steps[: len(tokens)]]
-        return self._conversion(checked, tokens, attention), steps
-
-    def trace(
-        self, text: str, top_k: int | None = None, force: dict[int, int] | None = None
-    ) -> list[TraceStep]:
-        """Step through one conversion; raises InputError for an unusable input."""
-        try:
-            check_source(text, self.window)
-        except InputError as e:
-            if e.kind != "outside_window":
-                raise
-        src = encode_sources([text.strip()], self.vocab)[0]
-        k = top_k or self.decode_config.top_k
-        return trace(self.model, src, self.vocab, self.decode_config.max_len, k, force)
+        expected = (*target_tokens(day), EOS) if day is not None else None
+        conversion = self._conversion(checked, tokens, attention)
+        return StepThrough(conversion, tuple(steps), expected)
 
     def evaluate(
         self, days: Iterable[dt.date], beam_size: int = 1, chunk_size: int = 8192

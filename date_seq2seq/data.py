@@ -1,4 +1,4 @@
-"""Date pairs: the window, seeded splits, tokenisation, input validation, batching.
+"""Date pairs: the window, seeded splits, tokenisation, input validation, DateDataset.
 
 Everything is pure calendar arithmetic on `datetime.date`: no timestamps, no
 time zone, no locale (`%b` would follow the locale), so the same seed gives the
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.utils.data import Dataset
 
 from .config import DataConfig
 from .vocab import Vocabulary
@@ -114,7 +115,7 @@ _OTHER_SEPARATOR = re.compile(r"([0-9]{2})([./ _:,])([0-9]{2})\2([0-9]{2})", re.
 EXAMPLE = "24-11-22"
 
 
-def check_source(text: str, window: Window) -> dt.date:
+def parse_source(text: str, window: Window) -> dt.date:
     """Parse an input `yy-mm-dd`, or raise InputError saying what is wrong.
 
     Surrounding white space is ignored. A well-formed date whose year lies
@@ -196,7 +197,7 @@ def encode_sources(texts: Sequence[str], vocab: Vocabulary) -> torch.Tensor:
 
 def encode_targets(days: Sequence[dt.date], vocab: Vocabulary) -> torch.Tensor:
     """Turn dates into <GO> target <EOS> ids. Returns (batch, TARGET_LEN + 2)."""
-    ids = [[vocab.bos_id, *vocab.encode(target_tokens(d)), vocab.eos_id] for d in days]
+    ids = [[vocab.go_id, *vocab.encode(target_tokens(d)), vocab.eos_id] for d in days]
     return torch.tensor(ids, dtype=torch.long)
 
 
@@ -211,19 +212,48 @@ def pad_sequences(
     return out, lengths
 
 
-@dataclass(frozen=True)
-class Pairs:
-    """A set of encoded date pairs, ready for batching."""
+class DateDataset(Dataset):
+    """Dates as (source ids, target ids) pairs: a torch Dataset.
 
-    days: list[dt.date]
-    src: torch.Tensor  # (n, src_len)
-    tgt: torch.Tensor  # (n, tgt_len) with <GO> ... <EOS>
+    `dataset[i]` is `(src, tgt)`: src (SOURCE_LEN,) the characters of
+    `yy-mm-dd`, tgt (TARGET_LEN + 2,) <GO>, `dd / Mon / yyyy`, <EOS>. A
+    `DataLoader` batches them as (batch, 8) and (batch, 11). All pairs are
+    encoded once, up front: the whole window is 22,280 dates.
+    """
+
+    def __init__(
+        self, days: Sequence[dt.date], vocab: Vocabulary | None = None
+    ) -> None:
+        self.days = list(days)
+        self.vocab = vocab if vocab is not None else task_vocabulary()
+        self.src = encode_sources([source_text(d) for d in self.days], self.vocab)
+        self.tgt = encode_targets(self.days, self.vocab)  # (n, TARGET_LEN + 2)
 
     @classmethod
-    def from_days(cls, days: Sequence[dt.date], vocab: Vocabulary) -> Pairs:
-        days = list(days)
-        src = encode_sources([source_text(d) for d in days], vocab)
-        return cls(days, src, encode_targets(days, vocab))
+    def split(
+        cls, seed: int = 0, train_size: int = 4000, held_out_size: int = 1000
+    ) -> tuple[DateDataset, DateDataset]:
+        """Draw disjoint training and held-out dates from the 1974-2034 window.
+
+        The same draw as `python -m date_seq2seq train --seed SEED`.
+        """
+        return cls.split_config(
+            DataConfig(train_size=train_size, held_out_size=held_out_size, seed=seed)
+        )
+
+    @classmethod
+    def split_config(cls, cfg: DataConfig) -> tuple[DateDataset, DateDataset]:
+        """Draw the training and held-out dates a DataConfig describes."""
+        train_days, held_out_days = split(cfg)
+        vocab = task_vocabulary()
+        return cls(train_days, vocab), cls(held_out_days, vocab)
 
     def __len__(self) -> int:
         return len(self.days)
+
+    def __getitem__(self, index: int | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pair; with a list of indices, a whole batch (batch, 8), (batch, 11)."""
+        return self.src[index], self.tgt[index]
+
+    def __repr__(self) -> str:
+        return f"DateDataset({len(self)} dates)"

@@ -1,28 +1,42 @@
-"""The encoder-decoder: an LSTM (or GRU) encoder and a cell-by-cell decoder.
+"""The encoder-decoder, and the ONE loop that decodes with it.
 
-At step t the decoder's previous top hidden state h_{t-1} queries the encoder
-outputs, giving the context c_t; the cell then steps on the previous token and
-the output layer reads [c_t ; h_t]. The context never feeds the recurrence, so
-under teacher forcing the whole decoder runs as ONE fused `nn.LSTM` call with
-the cells' own weights, and attention for all steps as batched matmuls: the
-same numbers as stepping, far fewer calls. `decode_step` is the other path,
-used by autoregressive decoding; tests check that the two agree.
+The encoder reads the source characters. The decoder then emits one token per
+step: at step t its previous top hidden state h_{t-1} queries the encoder
+outputs (attention), giving the context c_t; the cell steps on the token fed
+to it; the output layer reads [c_t ; h_t] and scores every next token.
+
+What the decoder is FED at each step is the whole lesson of seq2seq training
+and inference, so it is one argument of one loop, `unroll`:
+
+- `TeacherForcing`: the true previous token (training);
+- `FreeRunning`: its own previous argmax (inference: greedy decoding);
+- `ScheduledSampling`: a coin per token picks between the two (the classic
+  remedy for exposure bias, the gap between the first two);
+- `Imposed`: tokens a person forces at chosen steps, its own argmax elsewhere
+  (the step-through: push the decoder off course, watch it recover).
+
+`Seq2Seq.forward` (teacher forcing) and the packed greedy decoder are fast
+paths of this same loop – fastpaths.py – and tests hold them equal to it.
 
 References: Luong et al. 2015 (general/dot attention), Bahdanau et al. 2015
-(additive), d2l.ai chapter 10 (seq2seq), the classic Keras date-conversion
-tutorial this task comes from.
+(additive), Bengio et al. 2015 (scheduled sampling), d2l.ai chapter 10
+(seq2seq), the classic Keras date-conversion tutorial this task comes from.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from . import fastpaths
 from .attention import Attended, Memory, make_attention
 from .config import ModelConfig
+from .rng import global_rng_untouched
+from .vocab import EOS_ID, GO_ID, PAD_ID
 
 # An RNN state: h (layers, batch, hidden) and, for an LSTM, c of the same shape.
 State = tuple[torch.Tensor, torch.Tensor | None]
@@ -53,7 +67,7 @@ class Encoder(nn.Module):
         x = self.dropout(self.embedding(src))  # (batch, src_len, emb)
         ragged = src_lengths is not None and bool((src_lengths != src.size(1)).any())
         if ragged:
-            # Packing keeps padding out of the final state; dates never need it.
+            # Packing keeps padding out of the final state.
             packed = pack_padded_sequence(
                 x, src_lengths.cpu(), batch_first=True, enforce_sorted=False
             )
@@ -71,7 +85,7 @@ class StepOutput(NamedTuple):
     logits: torch.Tensor  # (batch, vocab)
     state: State
     query: torch.Tensor  # (batch, dec_hidden): h_{t-1}, what attention was asked with
-    attended: Attended | None  # each field (batch, 1, ...) ; None without attention
+    attended: Attended | None  # each field (batch, 1, ...); None without attention
 
 
 class Decoder(nn.Module):
@@ -112,12 +126,12 @@ class Decoder(nn.Module):
         prepared = self.attention.prepare(outputs) if self.attention else outputs
         return Memory(outputs, prepared, mask)
 
-    def step(self, prev: torch.Tensor, state: State, memory: Memory) -> StepOutput:
-        """Decode one token. prev (batch,) ids -> logits (batch, vocab), new state."""
+    def step(self, fed: torch.Tensor, state: State, memory: Memory) -> StepOutput:
+        """Decode one token. fed (batch,) ids -> logits (batch, vocab), new state."""
         h, c = state  # (layers, batch, dec_hidden) each
         query = h[-1]  # (batch, dec_hidden): the PREVIOUS top hidden state
         attended = self.attention(query[:, None], memory) if self.attention else None
-        x = self.dropout(self.embedding(prev))  # (batch, emb)
+        x = self.dropout(self.embedding(fed))  # (batch, emb)
         new_h, new_c = [], []
         for layer, cell in enumerate(self.cells):
             if layer > 0:
@@ -135,61 +149,33 @@ class Decoder(nn.Module):
         state = (torch.stack(new_h), torch.stack(new_c) if c is not None else None)
         return StepOutput(logits, state, query, attended)
 
-    def forward(
-        self, tgt_in: torch.Tensor, state: State, memory: Memory
-    ) -> tuple[torch.Tensor, Attended | None]:
-        """Teacher-forced decode of all steps at once.
-
-        Args:
-            tgt_in: (batch, tgt_len) ids, <GO> followed by the target minus its end.
-        Returns:
-            logits (batch, tgt_len, vocab) and the attention of every step.
-        """
-        x = self.dropout(self.embedding(tgt_in))  # (batch, tgt_len, emb)
-        h0, c0 = state
-        # The multi-layer RNN op nn.LSTM / nn.GRU call, run on the cells' own
-        # weights: one fused kernel (forward and backward) for all steps.
-        weights = [
-            getattr(cell, name)
-            for cell in self.cells
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        ]
-        layers, dropout, train = len(self.cells), self.layer_dropout, self.training
-        # (weights, has_biases, layers, dropout, train, bidirectional, batch_first)
-        rnn_args = (weights, True, layers, dropout, train, False, True)
-        if c0 is None:
-            hidden, _ = torch.gru(x, h0, *rnn_args)
-        else:
-            hidden, _, _ = torch.lstm(x, (h0, c0), *rnn_args)
-        # hidden: (batch, tgt_len, dec_hidden)
-        if self.attention is None:
-            return self.out(hidden), None
-        # Step t is queried by h_{t-1}: the initial state, then outputs 1..T-1.
-        queries = torch.cat([h0[-1][:, None], hidden[:, :-1]], dim=1)
-        attended = self.attention(queries, memory)
-        logits = self.out(torch.cat([attended.context, hidden], dim=-1))
-        return logits, attended
-
 
 class Seq2Seq(nn.Module):
     """Encoder + decoder. Returns logits; the loss lives in training."""
 
-    def __init__(self, cfg: ModelConfig, pad_id: int = 0) -> None:
+    def __init__(
+        self, cfg: ModelConfig, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.pad_id = pad_id
-        self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg)
-        self.reset_parameters()
+        # Constructors initialise from the global generator; ours replaces that.
+        with global_rng_untouched():
+            self.encoder = Encoder(cfg)
+            self.decoder = Decoder(cfg)
+        self.reset_parameters(generator)
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """Xavier for matrices (d2l's recipe), zero biases, LSTM forget gates at 1."""
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Xavier for matrices (d2l's recipe), zero biases, LSTM forget gates at 1.
+
+        Draws from `generator` (torch's global one if None), so a run that
+        owns a generator owns its initial weights.
+        """
         for name, p in self.named_parameters():
             if "embedding" in name:
-                nn.init.normal_(p, std=1.0)
+                nn.init.normal_(p, std=1.0, generator=generator)
             elif p.dim() >= 2:
-                nn.init.xavier_uniform_(p)
+                nn.init.xavier_uniform_(p, generator=generator)
             else:
                 nn.init.zeros_(p)
         if self.cfg.cell == "lstm":
@@ -204,8 +190,14 @@ class Seq2Seq(nn.Module):
     ) -> tuple[Memory, State]:
         """Encode sources (batch, src_len) into attention memory and decoder state."""
         outputs, enc_state = self.encoder(src, src_lengths)
-        mask = src != self.pad_id  # (batch, src_len)
+        mask = src != PAD_ID  # (batch, src_len)
         return self.decoder.memory(outputs, mask), self.decoder.init_state(enc_state)
+
+    def decode_step(
+        self, fed: torch.Tensor, state: State, memory: Memory
+    ) -> StepOutput:
+        """One decoder step; see Decoder.step."""
+        return self.decoder.step(fed, state, memory)
 
     def forward(
         self,
@@ -213,27 +205,130 @@ class Seq2Seq(nn.Module):
         tgt_in: torch.Tensor,
         src_lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Attended | None]:
-        """Teacher-forced logits (batch, tgt_len, vocab) and attention."""
-        memory, state = self.encode(src, src_lengths)
-        return self.decoder(tgt_in, state, memory)
+        """Teacher-forced logits (batch, tgt_len, vocab) and attention, fast.
 
-    def decode_step(
-        self, prev: torch.Tensor, state: State, memory: Memory
-    ) -> StepOutput:
-        """One autoregressive step; see Decoder.step."""
-        return self.decoder.step(prev, state, memory)
+        tgt_in is <GO> + target[:-1]. The same numbers as
+        `unroll(model, src, TeacherForcing(target[1:]))`, by one fused RNN call
+        instead of a step per token (fastpaths.teacher_forced).
+        """
+        return fastpaths.teacher_forced(self, src, tgt_in, src_lengths)
 
-    def forward_stepwise(
-        self,
-        src: torch.Tensor,
-        tgt_in: torch.Tensor,
-        src_lengths: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Teacher-forced logits computed step by step (the reference path)."""
-        memory, state = self.encode(src, src_lengths)
-        logits = []
-        for t in range(tgt_in.size(1)):
-            out = self.decode_step(tgt_in[:, t], state, memory)
-            logits.append(out.logits)
-            state = out.state
-        return torch.stack(logits, dim=1)  # (batch, tgt_len, vocab)
+
+# --- what the decoder is fed: the feed policies ------------------------------
+# A policy is called after every step with the step's logits and returns the
+# token each row EMITS there; that token is what the next step is fed.
+
+
+class Feed:
+    """Base class: `steps` at most, and `__call__` choosing each step's token."""
+
+    steps: int
+
+    def __call__(self, t: int, logits: torch.Tensor) -> torch.Tensor:
+        """Return the tokens (batch,) emitted at step t, given its logits."""
+        raise NotImplementedError
+
+
+class TeacherForcing(Feed):
+    """Emit (and so feed on) the true token, whatever the model predicted."""
+
+    def __init__(self, tgt_out: torch.Tensor) -> None:
+        self.tgt_out = tgt_out  # (batch, tgt_len): the target after <GO>
+        self.steps = tgt_out.size(1)
+
+    def __call__(self, t: int, logits: torch.Tensor) -> torch.Tensor:
+        return self.tgt_out[:, t]
+
+
+class FreeRunning(Feed):
+    """Emit the model's own argmax: greedy decoding, as at inference time."""
+
+    def __init__(self, max_len: int) -> None:
+        self.steps = max_len
+
+    def __call__(self, t: int, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(dim=-1)
+
+
+class ScheduledSampling(Feed):
+    """Per token, a coin: the model's own argmax with probability p, else the truth.
+
+    p = 0 is teacher forcing, p = 1 free-running scored against the truth.
+    The coins come from `generator`, so a run draws them from its own seed.
+    """
+
+    def __init__(
+        self, tgt_out: torch.Tensor, p: float, generator: torch.Generator
+    ) -> None:
+        self.tgt_out, self.p, self.generator = tgt_out, p, generator
+        self.steps = tgt_out.size(1)
+
+    def __call__(self, t: int, logits: torch.Tensor) -> torch.Tensor:
+        truth = self.tgt_out[:, t]
+        coin = torch.rand(truth.shape, generator=self.generator) < self.p
+        coin &= truth != PAD_ID  # past the target's end there is nothing to feed
+        return torch.where(coin, logits.argmax(dim=-1), truth)
+
+
+class Imposed(Feed):
+    """Emit `forced[t]` at the steps it names, the model's own argmax elsewhere."""
+
+    def __init__(self, forced: Mapping[int, int], max_len: int) -> None:
+        self.forced = dict(forced)  # step -> token id, the same for every row
+        self.steps = max_len
+
+    def __call__(self, t: int, logits: torch.Tensor) -> torch.Tensor:
+        own = logits.argmax(dim=-1)
+        return torch.full_like(own, self.forced[t]) if t in self.forced else own
+
+
+class Unrolled(NamedTuple):
+    """Every step of one decoding run, stacked along dim 1."""
+
+    tokens: torch.Tensor  # (batch, steps): emitted (and fed on); <PAD> after <EOS>
+    logits: torch.Tensor  # (batch, steps, vocab)
+    queries: torch.Tensor  # (batch, steps, dec_hidden): h_{t-1} of each step
+    attended: Attended | None  # each field (batch, steps, ...); None without
+
+
+def unroll(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    feed: Feed,
+    src_lengths: torch.Tensor | None = None,
+) -> Unrolled:
+    """Decode src (batch, src_len) step by step, fed as `feed` decides.
+
+    Step 0 is fed <GO>. A row that has emitted <EOS> is finished: it emits
+    <PAD> from then on. The loop ends after `feed.steps` steps or once every
+    row has finished.
+    """
+    if feed.steps < 1:
+        raise ValueError("a decoding run needs at least one step")
+    memory, state = model.encode(src, src_lengths)
+    fed = torch.full((src.size(0),), GO_ID, dtype=torch.long)
+    finished = torch.zeros(src.size(0), dtype=torch.bool)
+    tokens, logits, queries, attended = [], [], [], []
+    for t in range(feed.steps):
+        out = model.decode_step(fed, state, memory)
+        emitted = feed(t, out.logits).masked_fill(finished, PAD_ID)
+        tokens.append(emitted)
+        logits.append(out.logits)
+        queries.append(out.query)
+        attended.append(out.attended)
+        finished |= emitted == EOS_ID
+        fed, state = emitted, out.state
+        if bool(finished.all()):
+            break
+    stacked = None
+    if attended[0] is not None:
+        stacked = Attended(
+            *(torch.cat([getattr(a, f) for a in attended], dim=1)
+              for f in Attended._fields)
+        )  # fmt: skip
+    return Unrolled(
+        torch.stack(tokens, dim=1),
+        torch.stack(logits, dim=1),
+        torch.stack(queries, dim=1),
+        stacked,
+    )

@@ -1,30 +1,41 @@
-"""Training: teacher forcing (fused) or scheduled sampling (stepwise), Adam, clipping.
+"""Training: masked cross-entropy, Adam, gradient clipping, one seeded generator.
 
-`fit` reports through a callback and asks `should_stop` at every step boundary,
-so the CLI and the app render the same events and either can stop a run and
-keep the model trained so far. A non-finite loss ends training with the last
-good weights restored, not with a model full of NaNs.
+`fit` trains a model through a DataLoader. It reports through a callback and
+asks `should_stop` at every step boundary, so the CLI and the app render the
+same events and either can stop a run and keep the model trained so far. A
+non-finite loss ends training with the last good weights restored, not with a
+model full of NaNs. `Trainer` builds a run from configs; `train` runs one.
+
+Every random draw of a run – initial weights, shuffling, scheduled
+sampling's coins, dropout masks – comes from the run's own
+`torch.Generator`, so two runs in one process at once end exactly as each
+would alone.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import clip_grad_norm_
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
-from .config import TrainConfig
-from .data import Pairs
-from .decoding import greedy
+from .checkpoint import Checkpoint
+from .config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from .data import DateDataset
+from .decoding import greedy_many
+from .flat_parameters import flat_parameters
 from .metrics import id_exact_matches
-from .model import Seq2Seq
+from .model import ScheduledSampling, Seq2Seq, unroll
+from .rng import global_rng_from
+from .vocab import PAD_ID
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +50,7 @@ class Progress:
     total_steps: int  # steps if every epoch runs
     loss: float  # per-token loss: of this step, or the epoch's mean
     seconds: float  # training time so far
-    metrics: dict[str, float] | None = None  # held-out metrics, at epoch ends
+    metrics: dict[str, float] | None = None  # held-out metrics (eval, epoch)
 
 
 @dataclass
@@ -55,94 +66,8 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-class Adam:
-    """Adam (Kingma & Ba, 2015) with bias correction, as torch.optim.Adam computes it.
-
-    Written out because constructing any torch.optim optimizer imports
-    torch._dynamo, about 2 s on this kind of machine: longer than training.
-    A test checks that the steps equal torch.optim.Adam's.
-    """
-
-    def __init__(
-        self,
-        params: list[torch.nn.Parameter],
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ) -> None:
-        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
-        self.exp_avg = [torch.zeros_like(p) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
-        self.steps = [0] * len(params)  # per parameter, as torch counts them
-
-    @torch.no_grad()
-    def step(self) -> None:
-        """Update every parameter that has a gradient."""
-        beta1, beta2 = self.betas
-        index = [i for i, p in enumerate(self.params) if p.grad is not None]
-        for i in index:
-            self.steps[i] += 1
-        params = [self.params[i] for i in index]
-        grads = [self.params[i].grad for i in index]
-        m = [self.exp_avg[i] for i in index]
-        v = [self.exp_avg_sq[i] for i in index]
-        torch._foreach_lerp_(m, grads, 1 - beta1)  # m = b1 m + (1 - b1) g
-        torch._foreach_mul_(v, beta2)
-        torch._foreach_addcmul_(v, grads, grads, 1 - beta2)  # v = b2 v + (1 - b2) g^2
-        denom = torch._foreach_sqrt(v)
-        torch._foreach_div_(
-            denom, [math.sqrt(1 - beta2 ** self.steps[i]) for i in index]
-        )
-        torch._foreach_add_(denom, self.eps)
-        step_sizes = [-self.lr / (1 - beta1 ** self.steps[i]) for i in index]
-        torch._foreach_addcdiv_(params, m, denom, step_sizes)
-
-
-@torch.no_grad()
-def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
-    """Scale all gradients down together so their joint norm is at most max_norm.
-
-    As torch.nn.utils.clip_grad_norm_, in a few list ops instead of some per
-    parameter (on CPU it goes parameter by parameter). Returns the norm before.
-    """
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return 0.0
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
-    return float(total)
-
-
-@contextlib.contextmanager
-def flattened(params: list[torch.nn.Parameter]) -> Iterator[torch.nn.Parameter]:
-    """Lay the parameters and their gradients out in two flat buffers.
-
-    Yields one parameter over the whole buffer, whose .grad is the whole
-    gradient buffer: the model's parameters are views into it, and backward
-    accumulates into views of the gradient. Adam, clipping and the weight
-    snapshot then take a few ops for the whole model instead of a few per
-    parameter – on a model this small that was a third of a training step.
-    Zero the gradient with `.grad.zero_()`: setting a .grad to None would
-    detach it from the buffer. On exit each parameter gets its own storage again.
-    """
-    flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
-    flat.grad = torch.zeros_like(flat)
-    offset = 0
-    for p in params:
-        size = p.numel()
-        p.data = flat.data[offset : offset + size].view_as(p)
-        p.grad = flat.grad[offset : offset + size].view_as(p)
-        offset += size
-    try:
-        yield flat
-    finally:
-        for p in params:
-            p.data = p.data.clone()
-            p.grad = None
-
-
 def masked_cross_entropy(
-    logits: torch.Tensor, tgt_out: torch.Tensor, pad_id: int
+    logits: torch.Tensor, tgt_out: torch.Tensor, pad_id: int = PAD_ID
 ) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over real tokens only.
 
@@ -161,36 +86,10 @@ def masked_cross_entropy(
     return total / max(count, 1), count
 
 
-def sampled_logits(
-    model: Seq2Seq,
-    src: torch.Tensor,
-    tgt_in: torch.Tensor,
-    sampling_prob: float,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Decode stepwise, feeding the model's own argmax with sampling_prob per token.
-
-    Returns logits (batch, tgt_len, vocab). With sampling_prob 0 this equals the
-    fused teacher-forced path, only slower.
-    """
-    memory, state = model.encode(src)
-    prev = tgt_in[:, 0]
-    steps = []
-    for t in range(tgt_in.size(1)):
-        out = model.decode_step(prev, state, memory)
-        steps.append(out.logits)
-        state = out.state
-        if t + 1 < tgt_in.size(1):
-            own = out.logits.argmax(dim=-1)
-            coin = torch.rand(prev.shape, generator=generator) < sampling_prob
-            # Never replace padding: a finished sequence stays finished.
-            coin &= tgt_in[:, t + 1] != model.pad_id
-            prev = torch.where(coin, own, tgt_in[:, t + 1])
-    return torch.stack(steps, dim=1)
-
-
 @torch.no_grad()
-def evaluate_pairs(model: Seq2Seq, pairs: Pairs, max_len: int) -> dict[str, float]:
+def evaluate_held_out(
+    model: Seq2Seq, held_out: DateDataset, max_len: int
+) -> dict[str, float]:
     """Held-out loss, exact match, and token accuracy teacher-forced and free-running.
 
     Exact match is free-running only: a date is all right teacher-forced
@@ -198,25 +97,25 @@ def evaluate_pairs(model: Seq2Seq, pairs: Pairs, max_len: int) -> dict[str, floa
     cannot show exposure bias. Token accuracy can: teacher-forced, every step
     is fed the truth; free-running, a mistake is fed on. Both count the
     target's positions, <EOS> included; a free run that stops early has the
-    rest wrong.
+    rest wrong. Draws nothing from any random generator.
     """
     was_training = model.training
     model.eval()
     try:
-        tgt_in, tgt_out = pairs.tgt[:, :-1], pairs.tgt[:, 1:]  # (n, tgt_len)
-        logits, _ = model(pairs.src, tgt_in)  # (n, tgt_len, vocab)
-        free = greedy(model, pairs.src, max_len).ids  # (n, steps)
+        tgt_in, tgt_out = held_out.tgt[:, :-1], held_out.tgt[:, 1:]  # (n, tgt_len)
+        logits, _ = model(held_out.src, tgt_in)  # (n, tgt_len, vocab)
+        free = greedy_many(model, held_out.src, max_len).ids  # (n, steps)
     finally:
         model.train(was_training)
-    loss, count = masked_cross_entropy(logits, tgt_out, model.pad_id)
-    real = tgt_out != model.pad_id
+    loss, count = masked_cross_entropy(logits, tgt_out)
+    real = tgt_out != PAD_ID
     steps = min(free.size(1), tgt_out.size(1))
     free_right = (free[:, :steps] == tgt_out[:, :steps]) & real[:, :steps]
     count = max(count, 1)
     return {
         "held_out_loss": float(loss),
         "held_out_exact_match": float(
-            id_exact_matches(free, tgt_out, model.pad_id).float().mean()
+            id_exact_matches(free, tgt_out, PAD_ID).float().mean()
         ),
         "held_out_token_accuracy": float(free_right.sum()) / count,
         "held_out_teacher_forced_token_accuracy": float(
@@ -226,156 +125,223 @@ def evaluate_pairs(model: Seq2Seq, pairs: Pairs, max_len: int) -> dict[str, floa
     }
 
 
-def _own_random_state(
-    train_fn: Callable[..., TrainResult],
-) -> Callable[..., TrainResult]:
-    """Run training with the global RNG seeded from cfg.seed inside a fork.
-
-    nn.Dropout draws from the global RNG: seeding it in a fork makes a run
-    depend on its seed alone and leaves the caller's random state unchanged.
-    """
-
-    @functools.wraps(train_fn)
-    def wrapper(model: Seq2Seq, train: Pairs, held_out: Pairs, cfg: TrainConfig,
-                *args: Any, **kwargs: Any) -> TrainResult:  # fmt: skip
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            return train_fn(model, train, held_out, cfg, *args, **kwargs)
-
-    return wrapper
-
-
-@_own_random_state
 def fit(
     model: Seq2Seq,
-    train: Pairs,
-    held_out: Pairs,
+    train_set: DateDataset,
+    held_out_set: DateDataset,
     cfg: TrainConfig,
+    *,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    max_len: int = 12,
     eval_every: int = 0,
+    max_len: int = DecodeConfig.max_len,
     result: TrainResult | None = None,
 ) -> TrainResult:
     """Train model in place; return the history and why training ended.
 
-    Pass `result` to watch it fill step by step: if a callback raises (the
-    app's script is interrupted that way), it still holds what was done.
-    Every random draw (shuffling, sampling, dropout) comes from cfg.seed. With
-    eval_every > 0, held-out metrics are also reported every that many steps
-    (kind "eval"), so a live chart has more than one point per epoch.
+    Pass `result` to watch it fill step by step: if a callback raises, it
+    still holds what was done. Every random draw (shuffling, sampling,
+    dropout) comes from one generator seeded with cfg.seed. With eval_every >
+    0, held-out metrics are also reported every that many steps (kind "eval"),
+    so a live chart has more than one point per epoch.
     """
     result = result if result is not None else TrainResult()
-    with flattened(list(model.parameters())) as flat:
-        _fit(model, train, held_out, cfg, flat, result, on_progress, should_stop,
-             max_len, eval_every)  # fmt: skip
+    generator = torch.Generator().manual_seed(cfg.seed)
+    # Shuffled batches, each fetched by ONE indexing of the dataset's tensors
+    # (batch_size=None: the sampler yields whole batches), not collated date
+    # by date as `DataLoader(train_set, batch_size, shuffle=True)` would:
+    # the same batches, and on a model this small a step measurably cheaper.
+    sampler = RandomSampler(train_set, generator=generator)
+    batches = BatchSampler(sampler, cfg.batch_size, drop_last=False)
+    loader = DataLoader(
+        train_set, sampler=batches, batch_size=None, generator=generator
+    )
+    total_steps = len(loader) * cfg.epochs
+    step = epoch = 0
+    reached_at: int | None = None
+    start = time.perf_counter()
+
+    def report(kind: str, loss: float, metrics: dict[str, float] | None) -> None:
+        if on_progress is not None:
+            seconds = time.perf_counter() - start
+            on_progress(
+                Progress(kind, step, epoch, total_steps, loss, seconds, metrics)
+            )
+
+    # An optimization (flat_parameters.py): all weights in one buffer, so that
+    # Adam, clipping and the NaN guard's snapshot are a few ops a step.
+    with flat_parameters(model) as flat:
+        # Fused: one kernel for the update. Building any torch.optim optimizer
+        # imports torch._dynamo once per process: start-up, not training.
+        optimizer = torch.optim.Adam([flat], lr=cfg.lr, fused=True)
+        schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, cfg.lr_decay)
+        last_good = flat.detach().clone()  # the weights of the last finite loss
+        start = time.perf_counter()  # the optimizer's one-time set-up not counted
+        model.train()
+        for epoch in range(1, cfg.epochs + 1):
+            epoch_loss = epoch_tokens = 0.0
+            for src, tgt in loader:
+                if should_stop is not None and should_stop():
+                    result.stop_reason = "requested"
+                    result.message = "stopped on request"
+                    break
+                tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # feed <GO>.., score ..<EOS>
+                dropout = global_rng_from(generator) if model.cfg.dropout else None
+                with dropout or contextlib.nullcontext():
+                    if cfg.sampling_prob > 0:
+                        feed = ScheduledSampling(tgt_out, cfg.sampling_prob, generator)
+                        logits = unroll(model, src, feed).logits
+                    else:  # the same as unroll with TeacherForcing, one fused call
+                        logits, _ = model(src, tgt_in)
+                loss, count = masked_cross_entropy(logits, tgt_out)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    with torch.no_grad():
+                        flat.copy_(last_good)
+                    result.stop_reason = "diverged"
+                    result.message = (
+                        f"the loss became {loss_value} at step {step + 1}; training "
+                        "stopped and the last good weights were restored (try a "
+                        "lower learning rate)"
+                    )
+                    log.warning(result.message)
+                    break
+                last_good.copy_(flat.detach())
+                optimizer.zero_grad(set_to_none=False)  # keep the flat buffer
+                loss.backward()
+                clip_grad_norm_([flat], cfg.clip_norm)
+                optimizer.step()
+                step += 1
+                result.step_losses.append(loss_value)
+                epoch_loss += loss_value * count
+                epoch_tokens += count
+                report("step", loss_value, None)
+                if (
+                    on_progress
+                    and eval_every
+                    and step % eval_every == 0
+                    and held_out_set
+                ):
+                    metrics = evaluate_held_out(model, held_out_set, max_len)
+                    report("eval", loss_value, metrics)
+            if epoch_tokens == 0:  # stopped before this epoch's first step
+                break
+            schedule.step()
+            metrics = {}
+            if held_out_set:
+                metrics = evaluate_held_out(model, held_out_set, max_len)
+            result.seconds = time.perf_counter() - start
+            record = {
+                "epoch": epoch,
+                "step": step,
+                "loss": epoch_loss / epoch_tokens,
+                "lr": schedule.get_last_lr()[0],
+                "seconds": result.seconds,
+                **metrics,
+            }
+            result.history.append(record)
+            report("epoch", record["loss"], metrics)
+            if result.stop_reason in ("requested", "diverged"):
+                break
+            if metrics.get("held_out_exact_match", 0.0) >= cfg.target_accuracy:
+                reached_at = reached_at or epoch
+                if epoch - reached_at >= cfg.patience:
+                    result.stop_reason = "target"
+                    result.message = (
+                        f"held-out exact match reached {cfg.target_accuracy}"
+                    )
+                    break
+            else:
+                reached_at = None
+    model.eval()
+    result.seconds = time.perf_counter() - start
     return result
 
 
-def _fit(
-    model: Seq2Seq,
-    train: Pairs,
-    held_out: Pairs,
-    cfg: TrainConfig,
-    flat: torch.nn.Parameter,
-    result: TrainResult,
-    on_progress: Callable[[Progress], None] | None,
-    should_stop: Callable[[], bool] | None,
-    max_len: int,
-    eval_every: int,
-) -> None:
-    """fit's loop, on the model's parameters laid out flat (see `flattened`)."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    optimizer = Adam([flat], lr=cfg.lr)
-    n = len(train)
-    per_epoch = math.ceil(n / cfg.batch_size)
-    good = flat.detach().clone()  # the weights of the last finite loss
-    start = time.perf_counter()
-    step = 0
-    reached_at: int | None = None
-    model.train()
-    for epoch in range(1, cfg.epochs + 1):
-        order = torch.randperm(n, generator=gen)
-        epoch_loss = epoch_tokens = 0.0
-        for first in range(0, n, cfg.batch_size):
-            if should_stop is not None and should_stop():
-                result.stop_reason, result.message = "requested", "stopped on request"
-                break
-            index = order[first : first + cfg.batch_size]
-            src, tgt = train.src[index], train.tgt[index]
-            tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
-            if cfg.sampling_prob > 0:
-                logits = sampled_logits(model, src, tgt_in, cfg.sampling_prob, gen)
-            else:
-                logits, _ = model(src, tgt_in)
-            loss, count = masked_cross_entropy(logits, tgt_out, model.pad_id)
-            if not torch.isfinite(loss.detach()):
-                with torch.no_grad():
-                    flat.copy_(good)
-                result.stop_reason = "diverged"
-                result.message = (
-                    f"the loss became {float(loss.detach())} at step {step + 1}; "
-                    "training "
-                    "stopped and the last good weights were restored (try a lower "
-                    "learning rate)"
-                )
-                log.warning(result.message)
-                break
-            good.copy_(flat.detach())
-            flat.grad.zero_()
-            loss.backward()
-            clip_grad_norm([flat], cfg.clip_norm)
-            optimizer.step()
-            step += 1
-            loss_value = float(loss.detach())
-            result.step_losses.append(loss_value)
-            epoch_loss += loss_value * count
-            epoch_tokens += count
-            if on_progress is not None:
-                on_progress(
-                    Progress(
-                        "step", step, epoch, per_epoch * cfg.epochs, loss_value,
-                        time.perf_counter() - start,
-                    )
-                )  # fmt: skip
-                if eval_every and step % eval_every == 0 and len(held_out):
-                    metrics = evaluate_pairs(model, held_out, max_len)
-                    on_progress(
-                        Progress(
-                            "eval", step, epoch, per_epoch * cfg.epochs, loss_value,
-                            time.perf_counter() - start, metrics,
-                        )
-                    )  # fmt: skip
-        if epoch_tokens == 0:  # stopped before this epoch's first step
-            break
-        optimizer.lr *= cfg.lr_decay
-        metrics = evaluate_pairs(model, held_out, max_len) if len(held_out) else {}
-        result.seconds = time.perf_counter() - start
-        record = {
-            "epoch": epoch,
-            "step": step,
-            "loss": epoch_loss / epoch_tokens,
-            "lr": optimizer.lr,
-            "seconds": result.seconds,
-            **metrics,
-        }
-        result.history.append(record)
-        if on_progress is not None:
-            on_progress(
-                Progress(
-                    "epoch", step, epoch, per_epoch * cfg.epochs, record["loss"],
-                    result.seconds, metrics,
-                )
-            )  # fmt: skip
-        if result.stop_reason in ("requested", "diverged"):
-            break
-        if metrics.get("held_out_exact_match", 0.0) >= cfg.target_accuracy:
-            reached_at = reached_at or epoch
-            if epoch - reached_at >= cfg.patience:
-                result.stop_reason = "target"
-                result.message = f"held-out exact match reached {cfg.target_accuracy}"
-                break
-        else:
-            reached_at = None
-    model.eval()
-    result.seconds = time.perf_counter() - start
+class Trainer:
+    """One training run built from configs, whose model survives an interruption.
+
+    `run` may end by an exception raised in a callback: the model keeps the
+    steps it took and `checkpoint()` packages it, with the history recorded so
+    far. `observers` see every event before `on_progress` does, so what they
+    record (e.g. attention snapshots, forming.py) is complete whichever way
+    the run ends.
+    """
+
+    def __init__(
+        self,
+        data_config: DataConfig | None = None,
+        model_config: ModelConfig | None = None,
+        train_config: TrainConfig | None = None,
+    ) -> None:
+        self.data_config = data_config or DataConfig()
+        self.model_config = model_config or ModelConfig()
+        self.train_config = train_config or TrainConfig()
+        self.train_set, self.held_out_set = DateDataset.split_config(self.data_config)
+        self.vocab = self.train_set.vocab
+        if self.model_config.vocab_size != len(self.vocab):
+            raise ValueError(f"vocab_size must be {len(self.vocab)} for this task")
+        init = torch.Generator().manual_seed(self.train_config.seed)
+        self.model = Seq2Seq(self.model_config, generator=init)
+        # Filled by fit as it goes, so an interrupted run's progress is kept too.
+        self.result = TrainResult()
+        # Set when `run` has returned or raised: the model is no longer changing.
+        self.done = threading.Event()
+        self.observers: list[Callable[[Progress], None]] = []
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken so far."""
+        return len(self.result.step_losses)
+
+    def run(
+        self,
+        on_progress: Callable[[Progress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        eval_every: int = 0,
+    ) -> TrainResult:
+        """Train to the end, a stop request, or divergence."""
+        self.done.clear()
+        observers = [*self.observers, *([on_progress] if on_progress else [])]
+
+        def notify(event: Progress) -> None:
+            for observe in observers:
+                observe(event)
+
+        try:
+            return fit(
+                self.model,
+                self.train_set,
+                self.held_out_set,
+                self.train_config,
+                on_progress=notify if observers else None,
+                should_stop=should_stop,
+                eval_every=eval_every,
+                result=self.result,
+            )
+        finally:
+            self.done.set()
+
+    def checkpoint(self) -> Checkpoint:
+        """Package the model as it is now, with the history so far."""
+        self.model.eval()
+        return Checkpoint(
+            self.model,
+            self.vocab,
+            self.data_config,
+            self.train_config,
+            history=list(self.result.history),
+        )
+
+
+def train(
+    data_config: DataConfig | None = None,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[Checkpoint, TrainResult]:
+    """Build data and a fresh model from configs, train it, package a checkpoint."""
+    trainer = Trainer(data_config, model_config, train_config)
+    result = trainer.run(on_progress, should_stop)
+    return trainer.checkpoint(), result

@@ -11,12 +11,13 @@ from collections.abc import Iterable, Sequence
 
 PAD, GO, EOS = "<PAD>", "<GO>", "<EOS>"
 SPECIALS = (PAD, GO, EOS)
+PAD_ID, GO_ID, EOS_ID = 0, 1, 2  # their ids: every vocabulary starts with SPECIALS
 
 
 class Vocabulary:
     """A fixed, ordered token list; id = position in the list."""
 
-    pad_id, bos_id, eos_id = 0, 1, 2  # the positions of SPECIALS
+    pad_id, go_id, eos_id = PAD_ID, GO_ID, EOS_ID
 
     def __init__(self, tokens: Sequence[str]) -> None:
         tokens = list(tokens)

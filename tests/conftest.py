@@ -15,8 +15,8 @@ import torch
 
 from date_seq2seq import checkpoint as ckpt
 from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
-from date_seq2seq.converter import Converter, train_new
-from date_seq2seq.data import Pairs, source_text, split, task_vocabulary
+from date_seq2seq.converter import Converter, train
+from date_seq2seq.data import DateDataset, source_text, split, task_vocabulary
 from date_seq2seq.model import Seq2Seq
 from date_seq2seq.training import TrainResult
 from date_seq2seq.vocab import Vocabulary
@@ -62,7 +62,7 @@ def small_data() -> DataConfig:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainResult]:
     """Train the small session model once; return its checkpoint file and result."""
-    checkpoint, result = train_new(SMALL_DATA, ModelConfig(), SMALL_TRAIN)
+    checkpoint, result = train(SMALL_DATA, ModelConfig(), SMALL_TRAIN)
     path = tmp_path_factory.mktemp("trained") / "small.pt"
     checkpoint.save(path)
     return path, result
@@ -85,9 +85,9 @@ def converter(trained: ckpt.Checkpoint) -> Converter:
 
 
 @pytest.fixture(scope="session")
-def held_out_pairs(vocab: Vocabulary) -> Pairs:
+def held_out_set(vocab: Vocabulary) -> DateDataset:
     """The session model's held-out dates, encoded."""
-    return Pairs.from_days(split(SMALL_DATA)[1], vocab)
+    return DateDataset(split(SMALL_DATA)[1], vocab)
 
 
 @pytest.fixture(scope="session")

@@ -507,6 +507,7 @@ def test_compare_runs_and_stop_a_comparison(app_page: Page, server: Server) -> N
         expect(stopped).to_be_visible()
         wait_idle(page)
         trained = 8 - int(re.search(r"(\d) variant", stopped.inner_text()).group(1))
-        assert 1 <= trained <= 3, stopped.inner_text()
+        # Stopped while the third trained, or as the next one began.
+        assert 3 <= trained <= 4, stopped.inner_text()
         expect(table).to_contain_text("stopped")
         assert_no_traceback(page)

@@ -21,9 +21,11 @@ from date_seq2seq.converter import (
     Conversion,
     Converter,
     default_checkpoint_path,
-    train_new,
+    forceable_tokens,
 )
-from date_seq2seq.data import InputError, source_text, split, target_text
+from date_seq2seq.data import source_text, split, target_text, target_tokens
+from date_seq2seq.training import train
+from date_seq2seq.vocab import EOS, GO
 
 TINY_DATA = DataConfig(train_size=32, held_out_size=8, seed=1)
 TINY_MODEL = ModelConfig(
@@ -186,8 +188,8 @@ def test_token_correct(tokens, want):
     assert result.token_correct() == want
 
 
-def test_trace_through_the_converter(converter):
-    steps = converter.trace("24-11-22")
+def test_step_through_the_converter(converter):
+    steps = converter.step_through("24-11-22").steps
     assert "".join(s.chosen for s in steps[:-1]) == "22/Nov/2024"
     assert steps[-1].chosen == "<EOS>"
     for step in steps:
@@ -195,19 +197,19 @@ def test_trace_through_the_converter(converter):
         assert len(probs) == 3 and probs == sorted(probs, reverse=True)
         assert sum(probs) <= 1 + 1e-6
         assert sum(step.weights) == pytest.approx(1.0, abs=1e-5)
-    assert len(converter.trace("24-11-22", top_k=5)[0].top) == 5
-    nine = converter.vocab.encode(["9"])[0]
-    pushed = converter.trace("24-11-22", force={1: nine})
+    assert len(converter.step_through("24-11-22", top_k=5).steps[0].top) == 5
+    pushed = converter.step_through("24-11-22", {1: "9"}).steps
     assert pushed[1].chosen == "9" and pushed[1].forced and pushed[2].fed == "9"
     assert pushed[0] == steps[0] and pushed[2].top != steps[2].top
 
 
-def test_trace_refuses_unusable_input_but_not_outside_window(converter):
+def test_step_through_refuses_unusable_input_but_not_outside_window(converter):
     for text, kind in (("abc", "malformed"), ("24-02-30", "impossible")):
-        with pytest.raises(InputError) as info:
-            converter.trace(text)
-        assert info.value.kind == kind
-    assert converter.trace(" 50-01-01 ")[0].fed == "<GO>"
+        got = converter.step_through(text)
+        assert got.conversion.kind == kind and got.conversion.error
+        assert got.steps == () and got.verdicts() == []
+    outside = converter.step_through(" 50-01-01 ")
+    assert outside.steps[0].fed == "<GO>" and outside.conversion.warning
 
 
 def test_evaluate_and_held_out_days(converter, small_data):
@@ -238,7 +240,7 @@ def test_default_loads_an_existing_model_without_training(
     def no_training(*args, **kwargs):
         raise AssertionError("must not train when a default model exists")
 
-    monkeypatch.setattr(converter_module, "train_new", no_training)
+    monkeypatch.setattr(converter_module, "train", no_training)
     default = Converter.default()
     state, want = default.model.state_dict(), trained.model.state_dict()
     assert all(torch.equal(state[k], want[k]) for k in want)
@@ -249,9 +251,9 @@ def test_default_trains_and_saves_when_there_is_none(model_home, monkeypatch):
 
     def small_training(on_progress=None, should_stop=None):
         calls.append(1)
-        return train_new(TINY_DATA, TINY_MODEL, TINY_TRAIN, on_progress=on_progress)
+        return train(TINY_DATA, TINY_MODEL, TINY_TRAIN, on_progress=on_progress)
 
-    monkeypatch.setattr(converter_module, "train_new", small_training)
+    monkeypatch.setattr(converter_module, "train", small_training)
     default = Converter.default(on_progress=events.append)
     assert calls == [1]
     assert (model_home / "default.pt").is_file()
@@ -261,20 +263,11 @@ def test_default_trains_and_saves_when_there_is_none(model_home, monkeypatch):
     assert calls == [1]
 
 
-def test_train_new_packages_a_checkpoint():
-    checkpoint, result = train_new(TINY_DATA, TINY_MODEL, TINY_TRAIN)
-    assert checkpoint.history == result.history and len(result.history) == 1
-    assert checkpoint.data_config == TINY_DATA
-    assert checkpoint.train_config == TINY_TRAIN
-    assert checkpoint.model.cfg == TINY_MODEL
-    with pytest.raises(ValueError, match="vocab_size must be 27"):
-        train_new(TINY_DATA, ModelConfig(vocab_size=30), TINY_TRAIN)
-
-
-def test_explain_equals_convert_and_trace_in_one_decode(converter, held_out_texts):
+def test_step_through_equals_convert_in_one_decode(converter, held_out_texts):
     inputs = [*held_out_texts[:20], "50-01-01", " 99-12-31 ", "24-02-30", "abc", ""]
     for text in inputs:
-        conversion, steps = converter.explain(text, top_k=4)
+        walked = converter.step_through(text, top_k=4)
+        conversion = walked.conversion
         converted = converter.convert(text)  # the packed batch path: same tokens,
         # attention equal up to float rounding (a different order of sums)
         assert dataclasses.replace(conversion, attention=None) == dataclasses.replace(
@@ -289,10 +282,7 @@ def test_explain_equals_convert_and_trace_in_one_decode(converter, held_out_text
                 atol=1e-5,
                 rtol=0,
             )
-        if conversion.error is None:
-            assert steps == converter.trace(text, top_k=4)
-        else:
-            assert steps == []
+        assert (walked.steps == ()) == (conversion.error is not None)
 
 
 def test_predict_days_gives_what_convert_gives(converter, held_out_texts):
@@ -302,36 +292,6 @@ def test_predict_days_gives_what_convert_gives(converter, held_out_texts):
     for pred, text in zip(preds, held_out_texts[:40], strict=True):
         assert tuple(pred) == converter.convert(text).tokens
     assert converter.predict_days([]) == []
-
-
-class Interrupted(Exception):
-    """What the app's script raises inside on_progress when a click reruns it."""
-
-
-def test_observers_see_every_event_even_when_the_run_is_interrupted():
-    trainer = converter_module.Trainer(TINY_DATA, TINY_MODEL, TINY_TRAIN)
-    seen, shown = [], []
-    trainer.observers.append(lambda e: seen.append((e.kind, e.step)))
-
-    def show(event):
-        shown.append((event.kind, event.step))
-        if event.step == 1:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        trainer.run(on_progress=show)
-    assert seen == shown == [("step", 1)]  # the observer went first
-    assert trainer.done.is_set() and trainer.steps == 1
-
-
-def test_observers_alone_receive_the_events():
-    trainer = converter_module.Trainer(TINY_DATA, TINY_MODEL, TINY_TRAIN)
-    seen = []
-    trainer.observers.append(seen.append)
-    trainer.run(eval_every=1)
-    kinds = [e.kind for e in seen]
-    assert kinds.count("step") == trainer.steps == 2  # 32 dates, batches of 16
-    assert kinds.count("eval") == 2 and kinds[-1] == "epoch"
 
 
 def test_convert_many_decodes_repeats_once_with_the_same_answers(
@@ -353,20 +313,18 @@ def test_convert_many_decodes_repeats_once_with_the_same_answers(
     assert all(c.attention is None for c in lean)
 
 
-def test_training_and_loading_never_import_the_compiler(tmp_path):
-    """torch._dynamo takes about a second to import: more than training takes.
+def test_loading_and_converting_never_import_the_compiler(trained_path):
+    """torch._dynamo takes about a second to import, once per process.
 
-    Any torch.optim optimizer or a tensor op on the meta device imports it;
-    a fresh interpreter shows whether our train -> save -> load path does.
+    Building a torch.optim optimizer imports it (training pays it once, at
+    start-up), and so does a tensor op on the meta device; the convert
+    command's path – import, load, convert – must not.
     """
     script = (
         "import sys\n"
-        "from date_seq2seq.converter import Converter, train_new\n"
-        "from date_seq2seq.config import DataConfig, TrainConfig\n"
-        "checkpoint, _ = train_new(DataConfig(train_size=64, held_out_size=16),"
-        " train_config=TrainConfig(epochs=1))\n"
-        f"checkpoint.save({str(tmp_path / 'm.pt')!r})\n"
-        f"Converter.from_path({str(tmp_path / 'm.pt')!r}).convert('24-11-22')\n"
+        "import date_seq2seq\n"
+        f"c = date_seq2seq.Converter.from_path({str(trained_path)!r})\n"
+        "assert c.convert('24-11-22').output\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
     out = subprocess.run(
@@ -374,3 +332,72 @@ def test_training_and_loading_never_import_the_compiler(tmp_path):
         cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     assert out.stdout.strip() == "False"
+
+
+# --- the step-through, with forced tokens ----------------------------------
+
+
+def test_a_step_through_without_forcing_is_every_right_step(converter):
+    got = converter.step_through("24-11-22", {}, top_k=5)
+    assert len(got.steps) == 10 and len(got.steps[0].top) == 5
+    assert got.verdicts() == ["right"] * 10
+    assert got.after_forcing() is None
+    assert got.expected == (*target_tokens(dt.date(2024, 11, 22)), EOS)
+
+
+def test_forcing_a_token_decodes_on_from_it(converter):
+    got = converter.step_through("24-11-22", {0: "3"}, top_k=5)
+    assert got.steps[0].chosen == "3" and got.steps[0].forced
+    assert got.steps[1].fed == "3"
+    verdicts = got.verdicts()
+    assert verdicts[0] == "forced"
+    right, total = got.after_forcing()
+    assert total == len(got.steps) - 1
+    assert right == sum(
+        s.chosen == e for s, e in zip(got.steps[1:], got.expected[1:], strict=False)
+    )
+    assert right == verdicts.count("right")
+
+
+def test_forcing_the_models_own_choice_changes_nothing(converter):
+    got = converter.step_through("24-11-22", {0: "2"}, top_k=5)
+    assert got.verdicts() == ["right"] * 10 and got.after_forcing() is None
+
+
+def test_a_step_through_outside_the_window_has_no_verdict(converter):
+    got = converter.step_through("50-01-01", {1: "9"}, top_k=5)
+    assert got.expected is None and got.after_forcing() is None
+    assert got.verdicts()[1] == "forced"
+    assert set(got.verdicts()) == {"forced", "unknown"}
+
+
+@pytest.mark.parametrize(
+    ("forced", "needle"),
+    [({0: "<PAD>"}, "cannot be emitted"), ({0: "<GO>"}, "cannot be emitted"),
+     ({0: "Foo"}, "cannot be emitted"), ({12: "1"}, "not in 0..11"),
+     ({-1: "1"}, "not in 0..11")],
+)  # fmt: skip
+def test_step_through_refuses_a_token_or_step_it_cannot_force(
+    converter, forced, needle
+):
+    with pytest.raises(ValueError, match=needle):
+        converter.step_through("24-11-22", forced, top_k=5)
+
+
+def test_a_step_forced_after_the_end_changes_nothing(converter):
+    plain = converter.step_through("24-11-22", {}, top_k=5)
+    late = converter.step_through(
+        "24-11-22", {11: "5"}, top_k=5
+    )  # the output ends at step 10
+    assert late == plain and late.after_forcing() is None
+
+
+def test_a_bad_date_steps_nowhere(converter):
+    got = converter.step_through("24-13-01", {0: "1"})
+    assert got.conversion.error and got.steps == () and got.after_forcing() is None
+
+
+def test_forceable_tokens(vocab):
+    tokens = forceable_tokens(vocab)
+    assert EOS in tokens and "Nov" in tokens and "7" in tokens
+    assert "<PAD>" not in tokens and GO not in tokens

@@ -15,13 +15,13 @@ import torch
 from date_seq2seq.config import DataConfig
 from date_seq2seq.data import (
     MAX_INPUT_CHARS,
+    DateDataset,
     InputError,
-    Pairs,
     Window,
-    check_source,
     encode_sources,
     encode_targets,
     pad_sequences,
+    parse_source,
     source_text,
     split,
     target_text,
@@ -78,7 +78,7 @@ def test_every_window_date_formats_and_parses_back():
         src = source_text(day)
         assert src == day.strftime("%y-%m-%d")  # digits only: locale-independent
         assert len(target_tokens(day)) == 9
-        assert check_source(src, WINDOW) == day
+        assert parse_source(src, WINDOW) == day
 
 
 # --- input validation ---------------------------------------------------------
@@ -95,8 +95,8 @@ def test_every_window_date_formats_and_parses_back():
         ("24-02-29", dt.date(2024, 2, 29)),
     ],
 )
-def test_check_source_accepts_valid_dates(text, day):
-    assert check_source(text, WINDOW) == day
+def test_parse_source_accepts_valid_dates(text, day):
+    assert parse_source(text, WINDOW) == day
 
 
 @pytest.mark.parametrize(
@@ -111,9 +111,9 @@ def test_check_source_accepts_valid_dates(text, day):
         ("50-02-30", "29 days"),  # outside the window and impossible anyway
     ],
 )
-def test_check_source_refuses_impossible_dates(text, hint):
+def test_parse_source_refuses_impossible_dates(text, hint):
     with pytest.raises(InputError) as info:
-        check_source(text, WINDOW)
+        parse_source(text, WINDOW)
     assert info.value.kind == "impossible"
     assert text in info.value.message and hint in info.value.message
     assert str(info.value) == info.value.message
@@ -143,44 +143,44 @@ def test_check_source_refuses_impossible_dates(text, hint):
         ("24-11-22x", "yy-mm-dd"),
     ],
 )
-def test_check_source_refuses_malformed_input(text, hint):
+def test_parse_source_refuses_malformed_input(text, hint):
     with pytest.raises(InputError) as info:
-        check_source(text, WINDOW)
+        parse_source(text, WINDOW)
     assert info.value.kind == "malformed"
     assert info.value.message.strip()
     assert hint in info.value.message
 
 
-def test_check_source_suggests_the_fix():
+def test_parse_source_suggests_the_fix():
     with pytest.raises(InputError, match="24-11-22"):
-        check_source("2024-11-22", WINDOW)
+        parse_source("2024-11-22", WINDOW)
     with pytest.raises(InputError, match="write 24-11-22"):
-        check_source("24/11/22", WINDOW)
+        parse_source("24/11/22", WINDOW)
 
 
 @pytest.mark.parametrize("value", [None, 241122, b"24-11-22"])
-def test_check_source_refuses_non_text(value):
+def test_parse_source_refuses_non_text(value):
     with pytest.raises(InputError) as info:
-        check_source(value, WINDOW)
+        parse_source(value, WINDOW)
     assert info.value.kind == "malformed"
 
 
 @pytest.mark.parametrize("text", ["50-01-01", "35-01-01", "73-12-31", "50-02-29"])
-def test_check_source_flags_dates_outside_the_window(text):
+def test_parse_source_flags_dates_outside_the_window(text):
     with pytest.raises(InputError) as info:
-        check_source(text, WINDOW)
+        parse_source(text, WINDOW)
     assert info.value.kind == "outside_window"
     assert "outside" in info.value.message
     assert WINDOW.describe() in info.value.message
 
 
-def test_check_source_uses_the_exact_window_bounds():
+def test_parse_source_uses_the_exact_window_bounds():
     window = Window.from_config(DataConfig(start="1990-06-15", end="2010-06-14"))
-    assert check_source("90-06-15", window) == dt.date(1990, 6, 15)
-    assert check_source("10-06-14", window) == dt.date(2010, 6, 14)
+    assert parse_source("90-06-15", window) == dt.date(1990, 6, 15)
+    assert parse_source("10-06-14", window) == dt.date(2010, 6, 14)
     for text in ("90-06-14", "10-06-15", "89-12-31"):
         with pytest.raises(InputError) as info:
-            check_source(text, window)
+            parse_source(text, window)
         assert info.value.kind == "outside_window"
 
 
@@ -265,7 +265,7 @@ def test_encode_sources_and_targets():
     assert vocab.decode(src[1]) == list("74-01-05")
     tgt = encode_targets(days, vocab)
     assert tgt.shape == (2, 11)
-    assert (tgt[:, 0] == vocab.bos_id).all() and (tgt[:, -1] == vocab.eos_id).all()
+    assert (tgt[:, 0] == vocab.go_id).all() and (tgt[:, -1] == vocab.eos_id).all()
     assert [vocab.decode(row) for row in tgt] == [target_tokens(d) for d in days]
 
 
@@ -277,13 +277,38 @@ def test_pad_sequences():
     assert ids.tolist() == [[5, 4], [6, 7]]
 
 
-def test_pairs_from_days():
-    vocab = task_vocabulary()
-    days = split(DataConfig(train_size=5, held_out_size=0, seed=9))[0]
-    pairs = Pairs.from_days(days, vocab)
-    assert len(pairs) == 5
-    assert pairs.src.shape == (5, 8) and pairs.tgt.shape == (5, 11)
-    for i, day in enumerate(days):
-        assert "".join(vocab.decode(pairs.src[i])) == source_text(day)
-        assert "".join(vocab.decode(pairs.tgt[i])) == target_text(day)
-    assert len(Pairs.from_days([], vocab)) == 0
+# --- DateDataset: a torch Dataset -----------------------------------------------
+
+
+def test_a_date_dataset_holds_its_days_in_order_as_id_pairs():
+    days = [dt.date(2024, 11, 22), dt.date(1974, 1, 5), dt.date(2000, 2, 29)]
+    data = DateDataset(days)
+    assert isinstance(data, torch.utils.data.Dataset)
+    assert data.days == days and len(data) == 3
+    src, tgt = data[1]
+    assert src.dtype == tgt.dtype == torch.long
+    assert src.shape == (8,) and tgt.shape == (11,)
+    assert "".join(data.vocab.decode(src)) == "74-01-05"
+    assert data.vocab.decode(tgt, strip=False) == ["<GO>", *target_tokens(days[1]),
+                                                   "<EOS>"]  # fmt: skip
+    assert "".join(data.vocab.decode(tgt)) == target_text(days[1])
+    batch_src, batch_tgt = data[[2, 0]]  # a list of indices: a whole batch
+    assert torch.equal(batch_src, torch.stack([data[2][0], data[0][0]]))
+    assert batch_tgt.shape == (2, 11)
+    assert len(DateDataset([])) == 0
+
+
+def test_the_default_split_is_the_command_lines_and_batches_through_a_dataloader():
+    train, held_out = DateDataset.split(seed=0)
+    assert (len(train), len(held_out)) == (4000, 1000)
+    assert not set(train.days) & set(held_out.days)
+    assert all(WINDOW.start <= d <= WINDOW.end for d in train.days + held_out.days)
+    want_train, want_held = split(DataConfig(seed=0))  # what `train --seed 0` draws
+    assert (train.days, held_out.days) == (want_train, want_held)
+    assert DateDataset.split(seed=1)[0].days != train.days
+    loader = torch.utils.data.DataLoader(train, batch_size=32, shuffle=True)
+    batches = list(loader)
+    assert len(batches) == 125
+    assert all(s.shape == (32, 8) and t.shape == (32, 11) for s, t in batches)
+    seen = sorted(tuple(row) for s, _ in batches for row in s.tolist())
+    assert seen == sorted(tuple(row) for row in train.src.tolist())  # each once

@@ -1,4 +1,4 @@
-"""Decoding: greedy stops at <EOS>, beam 1 is greedy, traces tell the truth."""
+"""Decoding: greedy stops at <EOS>, beam 1 is greedy, the step-through is true."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 from date_seq2seq.attention import Memory
 from date_seq2seq.config import ModelConfig
 from date_seq2seq.data import encode_sources
-from date_seq2seq.decoding import beam_search, decode, greedy, trace
+from date_seq2seq.decoding import beam_search, decode, greedy, step_through
 from date_seq2seq.model import Seq2Seq, StepOutput
 from date_seq2seq.vocab import Vocabulary
 
-PAD, GO, EOS = Vocabulary.pad_id, Vocabulary.bos_id, Vocabulary.eos_id
+PAD, GO, EOS = Vocabulary.pad_id, Vocabulary.go_id, Vocabulary.eos_id
 FILLER = 5  # the scripted model's ordinary token
 
 
@@ -56,7 +56,7 @@ def test_greedy_stops_each_row_at_eos_and_pads_after_it():
     ]
     assert model.calls == 4  # ended as soon as every row had finished
     assert out.attention is None
-    assert out.scores.shape == (3,)
+    assert out.logprob.shape == (3,)
 
 
 def test_greedy_respects_max_len():
@@ -81,14 +81,16 @@ def test_beam_search_stops_at_eos_too():
     # The runner-up hypotheses never end, so the search runs to max_len; the
     # best ones have ended, and nothing but <PAD> follows their <EOS>.
     assert _trim(out.ids) == [[FILLER, EOS], [FILLER, FILLER, FILLER, EOS], [EOS]]
-    torch.testing.assert_close(out.scores, greedy(model, torch.zeros(3, 8), 12).scores)
+    torch.testing.assert_close(
+        out.logprob, greedy(model, torch.zeros(3, 8), 12).logprob
+    )
 
 
-def test_an_output_bias_for_eos_ends_decoding_at_once(trained, held_out_pairs):
+def test_an_output_bias_for_eos_ends_decoding_at_once(trained, held_out_set):
     model = trained.model
     with torch.no_grad():
         model.decoder.out.bias[EOS] = 1e4
-    src = held_out_pairs.src[:5]
+    src = held_out_set.src[:5]
     assert greedy(model, src, 12).ids.tolist() == [[EOS]] * 5
     assert _trim(beam_search(model, src, 3, 12).ids) == [[EOS]] * 5
 
@@ -149,10 +151,10 @@ def _check_teacher_forced_equals_own_output(model: Seq2Seq, src: torch.Tensor):
 
 
 def test_teacher_forced_logits_on_own_greedy_output_equal_stepwise_trained(
-    trained, held_out_pairs
+    trained, held_out_set
 ):
     """d2l's defect: prediction must see the same context as training."""
-    _check_teacher_forced_equals_own_output(trained.model, held_out_pairs.src[:64])
+    _check_teacher_forced_equals_own_output(trained.model, held_out_set.src[:64])
 
 
 @pytest.mark.parametrize("overrides", UNTRAINED, ids=lambda o: o["attention"])
@@ -164,26 +166,25 @@ def test_teacher_forced_logits_on_own_greedy_output_equal_stepwise_untrained(
 
 def _sequence_logp(model: Seq2Seq, src: torch.Tensor, ids: torch.Tensor):
     """Total log-probability of each row of ids, up to and including its <EOS>."""
-    tgt_in = torch.cat([torch.full((src.size(0), 1), GO), ids[:, :-1]], dim=1)
     with torch.no_grad():
-        logp = torch.log_softmax(model.forward_stepwise(src, tgt_in), dim=-1)
+        logp = torch.log_softmax(_own_output_logits(model, src, ids), dim=-1)
     picked = logp.gather(-1, ids[..., None])[..., 0]  # (batch, steps)
     return picked.masked_fill(_ended_before(ids), 0.0).sum(dim=1)
 
 
-def test_greedy_scores_are_the_log_probability_of_the_output(trained, held_out_pairs):
-    src = held_out_pairs.src[:20]
+def test_greedy_logprob_is_the_log_probability_of_the_output(trained, held_out_set):
+    src = held_out_set.src[:20]
     out = greedy(trained.model, src, 12)
-    torch.testing.assert_close(out.scores, _sequence_logp(trained.model, src, out.ids))
-    assert (out.scores <= 0).all()
+    torch.testing.assert_close(out.logprob, _sequence_logp(trained.model, src, out.ids))
+    assert (out.logprob <= 0).all()
 
 
-def test_beam_one_equals_greedy_on_the_trained_model(trained, held_out_pairs):
-    src = held_out_pairs.src
+def test_beam_one_equals_greedy_on_the_trained_model(trained, held_out_set):
+    src = held_out_set.src
     g = greedy(trained.model, src, 12)
     b = beam_search(trained.model, src, 1, 12)
     assert torch.equal(b.ids, g.ids)
-    torch.testing.assert_close(b.scores, g.scores)
+    torch.testing.assert_close(b.logprob, g.logprob)
     torch.testing.assert_close(b.attention, g.attention)
 
 
@@ -195,21 +196,19 @@ def test_beam_one_equals_greedy_on_untrained_models(overrides, seed):
     g = greedy(model, src, 12)
     b = beam_search(model, src, 1, 12)
     assert torch.equal(b.ids, g.ids)
-    torch.testing.assert_close(b.scores, g.scores)
+    torch.testing.assert_close(b.logprob, g.logprob)
     if g.attention is None:
         assert b.attention is None
     else:
         torch.testing.assert_close(b.attention, g.attention)
 
 
-def test_wider_beam_scores_at_least_greedy_on_the_trained_model(
-    trained, held_out_pairs
-):
-    src = held_out_pairs.src
+def test_wider_beam_scores_at_least_greedy_on_the_trained_model(trained, held_out_set):
+    src = held_out_set.src
     g = greedy(trained.model, src, 12)
     b = beam_search(trained.model, src, 3, 12)
-    assert (b.scores >= g.scores - 1e-5).all()
-    torch.testing.assert_close(b.scores, _sequence_logp(trained.model, src, b.ids))
+    assert (b.logprob >= g.logprob - 1e-5).all()
+    torch.testing.assert_close(b.logprob, _sequence_logp(trained.model, src, b.ids))
     assert b.attention.shape == (len(src), b.ids.size(1), 8)
     torch.testing.assert_close(b.attention.sum(-1), torch.ones(b.attention.shape[:2]))
 
@@ -219,7 +218,7 @@ def test_beam_scores_are_the_log_probability_of_the_returned_ids(overrides):
     model = _untrained(3, **overrides)
     src = _sources(6, 3)
     out = beam_search(model, src, 3, 12)
-    torch.testing.assert_close(out.scores, _sequence_logp(model, src, out.ids))
+    torch.testing.assert_close(out.logprob, _sequence_logp(model, src, out.ids))
 
 
 def test_a_beam_as_wide_as_every_hypothesis_finds_the_best_sequence():
@@ -241,20 +240,20 @@ def test_a_beam_as_wide_as_every_hypothesis_finds_the_best_sequence():
         want = int(scores.argmax())
         got = torch.nn.functional.pad(best.ids[row], (0, max_len - best.ids.size(1)))
         assert tuple(got.tolist()) == candidates[want]
-        torch.testing.assert_close(best.scores[row], scores[want])
+        torch.testing.assert_close(best.logprob[row], scores[want])
     # Greedy misses the best output here, so the search really was needed.
-    assert (best.scores > greedy(model, src, max_len).scores + 1e-4).any()
+    assert (best.logprob > greedy(model, src, max_len).logprob + 1e-4).any()
 
 
-def test_decode_dispatches_on_beam_size(trained, held_out_pairs):
-    src = held_out_pairs.src[:10]
+def test_decode_dispatches_on_beam_size(trained, held_out_set):
+    src = held_out_set.src[:10]
     one = decode(trained.model, src, 12, beam_size=1)
     assert torch.equal(one.ids, greedy(trained.model, src, 12).ids)
     two = decode(trained.model, src, 12, beam_size=2)
     assert torch.equal(two.ids, beam_search(trained.model, src, 2, 12).ids)
 
 
-# --- trace ----------------------------------------------------------------------
+# --- step-through -----------------------------------------------------------------
 
 
 def _src(vocab: Vocabulary, text: str = "24-11-22") -> torch.Tensor:
@@ -263,7 +262,7 @@ def _src(vocab: Vocabulary, text: str = "24-11-22") -> torch.Tensor:
 
 def test_trace_records_the_greedy_decode(trained, vocab):
     src = _src(vocab)
-    steps = trace(trained.model, src, vocab, max_len=12, top_k=3)
+    steps = step_through(trained.model, src, vocab, max_len=12, top_k=3)
     ids = greedy(trained.model, src[None], 12).ids[0]
     assert [s.chosen for s in steps] == vocab.decode(ids, strip=False)
     assert steps[-1].chosen == "<EOS>" and len(steps) == 10
@@ -283,17 +282,17 @@ def test_trace_records_the_greedy_decode(trained, vocab):
 
 
 def test_trace_top_k_is_capped_by_the_vocabulary(trained, vocab):
-    steps = trace(trained.model, _src(vocab), vocab, max_len=12, top_k=100)
+    steps = step_through(trained.model, _src(vocab), vocab, max_len=12, top_k=100)
     assert all(len(s.top) == len(vocab) for s in steps)
     assert sum(p for _, p in steps[0].top) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_forcing_a_token_changes_that_step_and_the_ones_after(trained, vocab):
     src = _src(vocab)
-    free = trace(trained.model, src, vocab, max_len=12)
+    free = step_through(trained.model, src, vocab, max_len=12)
     assert free[0].chosen == "2"
-    pushed = trace(
-        trained.model, src, vocab, max_len=12, force={0: vocab.encode("9")[0]}
+    pushed = step_through(
+        trained.model, src, vocab, max_len=12, forced={0: vocab.encode("9")[0]}
     )
     assert pushed[0].chosen == "9" and pushed[0].forced
     assert pushed[0].top == free[0].top  # the model's own view of step 0 is unchanged
@@ -303,19 +302,21 @@ def test_forcing_a_token_changes_that_step_and_the_ones_after(trained, vocab):
     assert pushed[2].query != free[2].query
     assert not any(s.forced for s in pushed[1:])
     # Forcing the token the model would pick anyway is not "forced".
-    same = trace(trained.model, src, vocab, max_len=12, force={0: vocab.encode("2")[0]})
+    same = step_through(
+        trained.model, src, vocab, max_len=12, forced={0: vocab.encode("2")[0]}
+    )
     assert same == free
 
 
 def test_forcing_eos_ends_the_trace(trained, vocab):
-    steps = trace(trained.model, _src(vocab), vocab, max_len=12, force={2: EOS})
+    steps = step_through(trained.model, _src(vocab), vocab, max_len=12, forced={2: EOS})
     assert [s.chosen for s in steps][-1] == "<EOS>" and len(steps) == 3
     assert steps[2].forced
 
 
 def test_trace_respects_max_len_and_models_without_attention(vocab):
     model = _untrained(0, attention="none")
-    steps = trace(model, _src(vocab), vocab, max_len=4, top_k=2)
+    steps = step_through(model, _src(vocab), vocab, max_len=4, top_k=2)
     assert len(steps) <= 4
     assert all(
         s.weights is None and s.scores is None and s.context is None for s in steps

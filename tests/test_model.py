@@ -1,4 +1,8 @@
-"""Model: shapes, the fused path equal to the step path, packing, initialisation."""
+"""Model: the decoding loop and its feed policies, shapes, packing, initialisation.
+
+The fast paths (fused teacher forcing, packed greedy) are held equal to the
+loop in test_fastpaths.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,15 @@ import torch
 
 from date_seq2seq.attention import Memory
 from date_seq2seq.config import ATTENTION_KINDS, CELL_KINDS, ModelConfig
-from date_seq2seq.model import Seq2Seq
+from date_seq2seq.model import (
+    FreeRunning,
+    Imposed,
+    ScheduledSampling,
+    Seq2Seq,
+    TeacherForcing,
+    unroll,
+)
+from date_seq2seq.vocab import EOS_ID, GO_ID, PAD_ID
 
 VOCAB, EMB, ENC, DEC = 11, 3, 5, 7
 BATCH, SRC_LEN, TGT_LEN = 2, 6, 4
@@ -65,57 +77,122 @@ VARIANTS = [
 ]
 
 
+def _fed_after(tokens: torch.Tensor) -> torch.Tensor:
+    """What each step was fed when `tokens` were emitted: <GO>, then the tokens."""
+    return torch.cat([torch.full((tokens.size(0), 1), GO_ID), tokens[:, :-1]], dim=1)
+
+
+# --- the decoding loop: what the decoder is fed --------------------------------
+
+
 @pytest.mark.parametrize(("attention", "cell", "layers", "dec"), VARIANTS)
-def test_fused_path_equals_step_path(attention, cell, layers, dec):
-    model = _model(
-        attention=attention,
-        cell=cell,
-        num_layers=layers,
-        decoder_hidden=dec,
-        dropout=0.3,
-    )
+def test_teacher_forcing_feeds_the_truth_at_every_step(attention, cell, layers, dec):
+    model = _model(attention=attention, cell=cell, num_layers=layers,
+                   decoder_hidden=dec, dropout=0.3)  # fmt: skip
     src, tgt_in = _batch()
+    tgt_out = torch.cat([tgt_in[:, 1:], torch.full((BATCH, 1), EOS_ID)], dim=1)
     with torch.no_grad():
-        fused, attended = model(src, tgt_in)
-        step_logits, weights, scores, contexts = _stepwise(model, src, tgt_in)
-        reference = model.forward_stepwise(src, tgt_in)
-    assert fused.shape == (BATCH, TGT_LEN, VOCAB)
-    torch.testing.assert_close(fused, step_logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(reference, step_logits, atol=1e-6, rtol=1e-6)
+        run = unroll(model, src, TeacherForcing(tgt_out))
+        logits, weights, scores, contexts = _stepwise(model, src, tgt_in)
+    assert torch.equal(run.tokens, tgt_out)
+    torch.testing.assert_close(run.logits, logits)
     if attention == "none":
-        assert attended is None and weights is None
+        assert run.attended is None
         return
-    assert attended.weights.shape == (BATCH, TGT_LEN, SRC_LEN)
-    torch.testing.assert_close(attended.weights, weights, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(attended.scores, scores, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(attended.context, contexts, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(run.attended.weights, weights)
+    torch.testing.assert_close(run.attended.scores, scores)
+    torch.testing.assert_close(run.attended.context, contexts)
 
 
-@pytest.mark.parametrize(
-    ("attention", "cell"), [("general", "lstm"), ("additive", "gru"), ("none", "lstm")]
-)
-def test_fused_path_trains_the_cells_weights(attention, cell):
-    """Same loss and the same gradients on every parameter, through either path."""
-    model = _model(attention=attention, cell=cell, num_layers=2, dropout=0.0)
-    model.train()
+@pytest.mark.parametrize("cell", CELL_KINDS)
+def test_free_running_feeds_its_own_argmax(cell):
+    model = _model(cell=cell)
+    src, _ = _batch()
+    with torch.no_grad():
+        model.decoder.out.bias[EOS_ID] = -100.0  # runs to max_len
+        run = unroll(model, src, FreeRunning(max_len=6))
+        logits, *_ = _stepwise(model, src, _fed_after(run.tokens))
+    assert run.tokens.shape == (BATCH, 6)
+    assert torch.equal(run.tokens, logits.argmax(-1))
+    torch.testing.assert_close(run.logits, logits)
+
+
+def test_a_row_that_emitted_eos_emits_pad_and_the_loop_ends_when_all_have():
+    model = _model()
+    with torch.no_grad():
+        model.decoder.out.bias[EOS_ID] = 100.0  # every row ends at once...
+    src, _ = _batch()
+    run = unroll(model, src, FreeRunning(max_len=6))
+    assert run.tokens.tolist() == [[EOS_ID]] * BATCH  # ...and the loop with them
+    tgt_out = torch.tensor([[4, EOS_ID, PAD_ID], [5, 6, EOS_ID]])
+    forced = unroll(model, src, TeacherForcing(tgt_out))
+    assert torch.equal(forced.tokens, tgt_out)  # the truth's own padding is kept
+
+
+def test_scheduled_sampling_at_zero_is_teacher_forcing_and_at_one_free_running():
+    model = _model()
     src, tgt_in = _batch()
-    target = torch.randint(0, VOCAB, (BATCH, TGT_LEN))
+    tgt_out = torch.cat([tgt_in[:, 1:], torch.full((BATCH, 1), EOS_ID)], dim=1)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        never = unroll(model, src, ScheduledSampling(tgt_out, 0.0, gen))
+        truth = unroll(model, src, TeacherForcing(tgt_out))
+        always = unroll(model, src, ScheduledSampling(tgt_out, 1.0, gen))
+        own = unroll(model, src, FreeRunning(max_len=TGT_LEN))
+    assert torch.equal(never.tokens, truth.tokens)
+    torch.testing.assert_close(never.logits, truth.logits)
+    assert torch.equal(always.tokens, own.tokens)
+    torch.testing.assert_close(always.logits, own.logits)
 
-    def grads(logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        model.zero_grad()
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, VOCAB), target.reshape(-1)
-        )
-        loss.backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    fused = grads(model(src, tgt_in)[0])
-    stepped = grads(model.forward_stepwise(src, tgt_in))
-    assert fused.keys() == stepped.keys()
-    decoder_cells = [n for n in fused if n.startswith("decoder.cells")]
-    assert decoder_cells and all(fused[n].abs().sum() > 0 for n in decoder_cells)
-    for name in fused:
-        torch.testing.assert_close(fused[name], stepped[name], atol=1e-5, rtol=1e-4)
+def test_scheduled_sampling_flips_a_coin_per_token_from_its_generator():
+    model = _model()
+    with torch.no_grad():
+        model.decoder.out.bias[[EOS_ID, PAD_ID]] = -100.0  # no row ends early
+    gen = torch.Generator().manual_seed(1)
+    src = torch.randint(3, VOCAB, (400, SRC_LEN), generator=gen)
+    tgt_out = torch.randint(3, VOCAB, (400, TGT_LEN), generator=gen)
+    tgt_out[:, -1] = EOS_ID
+
+    def run(seed: int) -> torch.Tensor:
+        coins = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            return unroll(model, src, ScheduledSampling(tgt_out, 0.3, coins)).tokens
+
+    tokens = run(7)
+    assert torch.equal(tokens, run(7)) and not torch.equal(tokens, run(8))
+    own = tokens[:, :-1] != tgt_out[:, :-1]  # fed its own (different) token
+    assert 0.2 < float(own.float().mean()) < 0.3  # about p, less its lucky guesses
+    assert 0.6 * 400 < (tokens[:, -1] == EOS_ID).sum() < 0.8 * 400
+
+
+def test_padding_in_the_truth_is_never_replaced_by_a_coin():
+    model = _model()
+    src, _ = _batch()
+    tgt_out = torch.tensor([[4, EOS_ID, PAD_ID, PAD_ID], [5, 6, 7, EOS_ID]])
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.decoder.out.bias[[EOS_ID, PAD_ID]] = -100.0  # never its own choice
+        run = unroll(model, src, ScheduledSampling(tgt_out, 1.0, gen))
+    own = run.logits.argmax(-1)
+    assert torch.equal(run.tokens[0, :2], own[0, :2])  # every coin said "own"...
+    assert EOS_ID not in own[0] and PAD_ID not in own[0]  # ...but past its end
+    assert run.tokens[0, 2:].tolist() == [PAD_ID, PAD_ID]  # the padding stays
+
+
+def test_imposed_tokens_are_emitted_where_forced_and_fed_on():
+    model = _model()
+    src, _ = _batch()
+    with torch.no_grad():
+        model.decoder.out.bias[EOS_ID] = -100.0  # runs to max_len
+        free = unroll(model, src, FreeRunning(max_len=5))
+        run = unroll(model, src, Imposed({1: 9, 3: 4}, max_len=5))
+        logits, *_ = _stepwise(model, src, _fed_after(run.tokens))
+    assert (run.tokens[:, 1] == 9).all() and (run.tokens[:, 3] == 4).all()
+    assert torch.equal(run.tokens[:, 0], free.tokens[:, 0])  # before: unchanged
+    own = [0, 2, 4]
+    assert torch.equal(run.tokens[:, own], logits.argmax(-1)[:, own])
+    torch.testing.assert_close(run.logits, logits)
 
 
 def test_the_decoder_recurrence_has_the_cells_weights_only():

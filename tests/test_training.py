@@ -1,9 +1,11 @@
-"""Training: the masked loss, seeded runs, stop requests, the NaN guard, overfitting."""
+"""Training: the masked loss, seeded runs, own generators, stop requests, the NaN
+guard, overfitting, the Trainer."""
 
 from __future__ import annotations
 
 import copy
 import math
+import threading
 
 import pytest
 import torch
@@ -11,18 +13,16 @@ import torch
 from date_seq2seq import checkpoint as ckpt
 from date_seq2seq import training
 from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
-from date_seq2seq.converter import train_new
-from date_seq2seq.data import Pairs, split, target_tokens
+from date_seq2seq.data import DateDataset, split, target_tokens
 from date_seq2seq.decoding import greedy
 from date_seq2seq.metrics import exact_match, token_accuracy
 from date_seq2seq.model import Seq2Seq
 from date_seq2seq.training import (
-    Adam,
-    clip_grad_norm,
-    evaluate_pairs,
+    Trainer,
+    evaluate_held_out,
     fit,
     masked_cross_entropy,
-    sampled_logits,
+    train,
 )
 
 PAD = 0
@@ -33,9 +33,9 @@ TINY_DATA = DataConfig(train_size=64, held_out_size=16, seed=2)
 TINY_TRAIN = TrainConfig(epochs=2, batch_size=16, seed=3)
 
 
-def _pairs(vocab, cfg: DataConfig = TINY_DATA) -> tuple[Pairs, Pairs]:
+def _pairs(vocab, cfg: DataConfig = TINY_DATA) -> tuple[DateDataset, DateDataset]:
     train, held = split(cfg)
-    return Pairs.from_days(train, vocab), Pairs.from_days(held, vocab)
+    return DateDataset(train, vocab), DateDataset(held, vocab)
 
 
 def _tiny(seed: int = 0, cfg: ModelConfig = TINY_MODEL) -> Seq2Seq:
@@ -106,35 +106,6 @@ def test_padding_gets_no_gradient_and_an_all_padding_batch_is_zero():
     assert count == 0 and float(empty) == 0.0
 
 
-# --- scheduled sampling -------------------------------------------------------------
-
-
-def test_sampling_probability_zero_is_teacher_forcing(vocab):
-    model = _tiny().eval()
-    train, _ = _pairs(vocab)
-    tgt_in = train.tgt[:8, :-1]
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        sampled = sampled_logits(model, train.src[:8], tgt_in, 0.0, gen)
-        forced, _ = model(train.src[:8], tgt_in)
-    torch.testing.assert_close(sampled, forced, atol=1e-5, rtol=1e-5)
-
-
-def test_sampling_probability_one_feeds_the_models_own_argmax(vocab):
-    model = _tiny().eval()
-    train, _ = _pairs(vocab)
-    src, tgt_in = train.src[:8], train.tgt[:8, :-1].clone()
-    tgt_in[0, 6:] = PAD  # a padded row: padding is never replaced
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        sampled = sampled_logits(model, src, tgt_in, 1.0, gen)
-        fed = torch.cat([tgt_in[:, :1], sampled.argmax(-1)[:, :-1]], dim=1)
-        fed[0, 6:] = PAD
-        forced, _ = model(src, fed)
-    torch.testing.assert_close(sampled, forced, atol=1e-5, rtol=1e-5)
-    assert not torch.equal(fed, tgt_in)  # the untrained model's guesses differ
-
-
 # --- fit ----------------------------------------------------------------------------
 
 
@@ -180,15 +151,15 @@ def test_fit_leaves_the_model_in_eval_mode_and_changes_it(vocab):
 
 def test_same_seed_same_run_different_seed_different_run():
     data = DataConfig(train_size=48, held_out_size=8, seed=5)
-    first_ckpt, first = train_new(data, TINY_MODEL, TINY_TRAIN)
-    second_ckpt, second = train_new(data, TINY_MODEL, TINY_TRAIN)
+    first_ckpt, first = train(data, TINY_MODEL, TINY_TRAIN)
+    second_ckpt, second = train(data, TINY_MODEL, TINY_TRAIN)
     assert first.step_losses == second.step_losses and len(first.step_losses) == 6
     assert _same(_weights(first_ckpt.model), _weights(second_ckpt.model))
     assert [h["held_out_loss"] for h in first.history] == [
         h["held_out_loss"] for h in second.history
     ]
     other_seed = TrainConfig(epochs=2, batch_size=16, seed=4)
-    _, third = train_new(data, TINY_MODEL, other_seed)
+    _, third = train(data, TINY_MODEL, other_seed)
     assert third.step_losses != first.step_losses
     assert split(DataConfig(train_size=48, held_out_size=8, seed=6)) != split(data)
 
@@ -253,7 +224,7 @@ def test_nan_loss_restores_the_last_good_weights(vocab, monkeypatch):
     real = training.masked_cross_entropy
     calls = []
 
-    def poisoned(logits, tgt_out, pad_id):
+    def poisoned(logits, tgt_out, pad_id=PAD):
         calls.append(1)
         loss, count = real(logits, tgt_out, pad_id)
         return (loss * float("nan") if len(calls) == 4 else loss), count
@@ -311,10 +282,10 @@ def test_reaching_the_target_stops_after_the_patience(vocab):
 
 def test_overfits_sixteen_dates(vocab):
     days = split(DataConfig(train_size=16, held_out_size=0, seed=5))[0]
-    train = Pairs.from_days(days, vocab)
+    train = DateDataset(days, vocab)
     model = _tiny(0, ModelConfig())
     result = fit(
-        model, train, Pairs.from_days([], vocab), TrainConfig(epochs=200, batch_size=16)
+        model, train, DateDataset([], vocab), TrainConfig(epochs=200, batch_size=16)
     )
     assert len(result.step_losses) == 200 and result.history[-1]["epoch"] == 200
     assert result.step_losses[-1] < 0.01 * result.step_losses[0]
@@ -323,21 +294,21 @@ def test_overfits_sixteen_dates(vocab):
     assert exact_match(preds, [target_tokens(d) for d in days]) == 1.0
 
 
-def test_evaluate_pairs_keeps_the_models_mode(vocab):
+def test_evaluate_held_out_keeps_the_models_mode(vocab):
     model = _tiny()
     _, held = _pairs(vocab)
     model.train()
-    metrics = evaluate_pairs(model, held, 12)
+    metrics = evaluate_held_out(model, held, 12)
     assert model.training
     assert metrics["held_out_loss"] > 0
     assert 0 <= metrics["held_out_exact_match"] <= 1
     model.eval()
-    again = evaluate_pairs(model, held, 12)
+    again = evaluate_held_out(model, held, 12)
     assert not model.training and again == metrics  # eval mode: no dropout noise
 
 
-def test_evaluate_pairs_of_the_trained_model(trained, held_out_pairs):
-    metrics = evaluate_pairs(trained.model, held_out_pairs, 12)
+def test_evaluate_held_out_of_the_trained_model(trained, held_out_set):
+    metrics = evaluate_held_out(trained.model, held_out_set, 12)
     assert metrics["held_out_exact_match"] >= 0.95
     assert metrics["held_out_token_accuracy"] >= 0.99
     assert metrics["held_out_teacher_forced_token_accuracy"] >= 0.99
@@ -354,75 +325,89 @@ def test_scheduled_sampling_trains_and_is_seeded(vocab):
     assert plain.step_losses != first.step_losses
 
 
-def test_adam_matches_torch_optim_adam():
-    torch.manual_seed(0)
-    ours = torch.nn.Linear(5, 3)
-    theirs = torch.nn.Linear(5, 3)
-    theirs.load_state_dict(ours.state_dict())
-    mine = Adam(list(ours.parameters()), lr=0.01)
-    reference = torch.optim.Adam(theirs.parameters(), lr=0.01)
-    for step in range(20):
-        x = torch.randn(7, 5)
-        for model in (ours, theirs):
-            model.zero_grad()
-            (model(x) ** 2).sum().backward()
-        if step == 3:  # a parameter without a gradient is left alone by both
-            ours.bias.grad = theirs.bias.grad = None
-        mine.step()
-        reference.step()
-        for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+# --- one generator per run ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("max_norm", [0.1, 1.0, 100.0])
-def test_clip_grad_norm_matches_torch(max_norm):
-    torch.manual_seed(0)
-    ours, theirs = torch.nn.GRU(4, 6), torch.nn.GRU(4, 6)
-    theirs.load_state_dict(ours.state_dict())
-    x = torch.randn(3, 2, 4)
-    for model in (ours, theirs):
-        model(x)[0].pow(2).sum().backward()
-    want = torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm)
-    got = clip_grad_norm(list(ours.parameters()), max_norm)
-    assert got == pytest.approx(float(want))
-    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
-        torch.testing.assert_close(a.grad, b.grad)
-    assert clip_grad_norm([torch.nn.Parameter(torch.ones(2))], 1.0) == 0.0  # no grads
+def test_a_run_draws_nothing_from_the_global_generator(vocab):
+    train_set, held = _pairs(vocab)
+    cfg = TrainConfig(epochs=1, batch_size=16, sampling_prob=0.3, seed=4)
+    torch.manual_seed(11)
+    before = torch.random.get_rng_state()
+    trainer = Trainer(TINY_DATA, TINY_MODEL, cfg)  # initial weights, dropout too
+    trainer.run()
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(12)  # another global state: the very same run
+    again = Trainer(TINY_DATA, TINY_MODEL, cfg)
+    again.run()
+    assert again.result.step_losses == trainer.result.step_losses
+    assert _same(_weights(again.model), _weights(trainer.model))
 
 
-def test_flattened_parameters_are_views_that_get_their_own_storage_back():
-    torch.manual_seed(0)
-    model = torch.nn.GRU(3, 4)
-    reference = copy.deepcopy(model)
-    params = list(model.parameters())
-    before = [p.detach().clone() for p in params]
-    x = torch.randn(5, 2, 3)
-    with training.flattened(params) as flat:
-        assert flat.numel() == sum(p.numel() for p in params)
-        # Backward accumulates into the flat gradient, as it would per parameter.
-        model(x)[0].pow(2).sum().backward()
-        reference(x)[0].pow(2).sum().backward()
-        offset = 0
-        for p, want in zip(params, reference.parameters(), strict=True):
-            got = flat.grad[offset : offset + p.numel()].view_as(p)
-            torch.testing.assert_close(got, want.grad)
-            offset += p.numel()
-        with torch.no_grad():
-            flat.add_(1.0)  # one op moves every parameter
-        for p, old in zip(params, before, strict=True):
-            torch.testing.assert_close(p.detach(), old + 1.0)
-    for p, old in zip(params, before, strict=True):
-        torch.testing.assert_close(p.detach(), old + 1.0)
-        assert p.grad is None
-    storages = {p.untyped_storage().data_ptr() for p in params}
-    assert len(storages) == len(params)  # each its own again
+def test_concurrent_runs_end_exactly_as_each_would_alone():
+    """Dropout, scheduled sampling and shuffling, in two threads at once."""
+    data = DataConfig(train_size=96, held_out_size=8, seed=1)
+    model = ModelConfig(embedding_dim=4, encoder_hidden=6, decoder_hidden=6,
+                        num_layers=2, dropout=0.3)  # fmt: skip
+    configs = [TrainConfig(epochs=2, batch_size=8, sampling_prob=0.2, seed=s)
+               for s in (5, 5, 6)]  # fmt: skip
+    alone = []
+    for cfg in configs:
+        trainer = Trainer(data, model, cfg)
+        trainer.run()
+        alone.append(_weights(trainer.model))
+    together = [Trainer(data, model, cfg) for cfg in configs]
+    threads = [threading.Thread(target=t.run) for t in together]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for trainer, weights in zip(together, alone, strict=True):
+        assert _same(_weights(trainer.model), weights)
+    assert not _same(alone[0], alone[2])
 
 
-def test_flattened_gives_storage_back_when_the_run_is_interrupted():
-    params = list(torch.nn.Linear(3, 2).parameters())
-    with pytest.raises(KeyboardInterrupt), training.flattened(params) as flat:
-        with torch.no_grad():
-            flat.zero_()
-        raise KeyboardInterrupt
-    assert all(p.grad is None and not p.detach().any() for p in params)
-    assert len({p.untyped_storage().data_ptr() for p in params}) == len(params)
+# --- the Trainer ----------------------------------------------------------------------
+
+
+def test_train_packages_a_checkpoint():
+    checkpoint, result = train(TINY_DATA, TINY_MODEL, TINY_TRAIN)
+    assert checkpoint.history == result.history and len(result.history) == 2
+    assert checkpoint.data_config == TINY_DATA
+    assert checkpoint.train_config == TINY_TRAIN
+    assert checkpoint.model.cfg == TINY_MODEL and not checkpoint.model.training
+    with pytest.raises(ValueError, match="vocab_size must be 27"):
+        train(TINY_DATA, ModelConfig(vocab_size=30), TINY_TRAIN)
+
+
+CONVERTER_DATA = DataConfig(train_size=32, held_out_size=8, seed=1)
+ONE_EPOCH = TrainConfig(epochs=1, batch_size=16)
+
+
+class Interrupted(Exception):
+    """What the app's script raises inside on_progress when a click reruns it."""
+
+
+def test_observers_see_every_event_even_when_the_run_is_interrupted():
+    trainer = Trainer(CONVERTER_DATA, TINY_MODEL, ONE_EPOCH)
+    seen, shown = [], []
+    trainer.observers.append(lambda e: seen.append((e.kind, e.step)))
+
+    def show(event):
+        shown.append((event.kind, event.step))
+        if event.step == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        trainer.run(on_progress=show)
+    assert seen == shown == [("step", 1)]  # the observer went first
+    assert trainer.done.is_set() and trainer.steps == 1
+
+
+def test_observers_alone_receive_the_events():
+    trainer = Trainer(CONVERTER_DATA, TINY_MODEL, ONE_EPOCH)
+    seen = []
+    trainer.observers.append(seen.append)
+    trainer.run(eval_every=1)
+    kinds = [e.kind for e in seen]
+    assert kinds.count("step") == trainer.steps == 2  # 32 dates, batches of 16
+    assert kinds.count("eval") == 2 and kinds[-1] == "epoch"

@@ -22,7 +22,7 @@ def test_task_vocabulary_is_exactly_the_sorted_task_tokens():
     vocab = task_vocabulary()
     assert vocab.tokens == TASK_TOKENS
     assert len(vocab) == 27
-    assert [vocab.tokens[i] for i in (vocab.pad_id, vocab.bos_id, vocab.eos_id)] == [
+    assert [vocab.tokens[i] for i in (vocab.pad_id, vocab.go_id, vocab.eos_id)] == [
         PAD,
         GO,
         EOS,
@@ -66,7 +66,7 @@ def test_encode_known_ids():
 def test_decode_strips_specials_and_stops_at_eos():
     vocab = task_vocabulary()
     ids = [
-        vocab.bos_id,
+        vocab.go_id,
         *vocab.encode(["1", "/"]),
         vocab.pad_id,
         *vocab.encode(["Nov"]),

@@ -1,4 +1,10 @@
-"""The packed batch-last decoder gives what Decoder.step gives, for every variant."""
+"""The fast paths equal the one decoding loop they optimize, for every variant.
+
+- fused teacher forcing (`Seq2Seq.forward`) == `unroll` with `TeacherForcing`:
+  logits, attention, and the gradients of every weight;
+- the packed greedy decoder == `unroll` with `FreeRunning` (`greedy`): tokens,
+  log-probabilities and attention.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,81 @@ import torch
 
 from date_seq2seq.config import DataConfig
 from date_seq2seq.data import Window, encode_sources, source_text
-from date_seq2seq.decoding import _greedy_stepwise, distinct_rows, greedy, greedy_many
-from date_seq2seq.inference import PackedDecoder
-from date_seq2seq.model import Seq2Seq
+from date_seq2seq.decoding import distinct_rows, greedy, greedy_many
+from date_seq2seq.fastpaths import PackedGreedy
+from date_seq2seq.model import Seq2Seq, TeacherForcing, unroll
 from date_seq2seq.vocab import Vocabulary
 
 PAD, EOS = Vocabulary.pad_id, Vocabulary.eos_id
+
+# --- fused teacher forcing -------------------------------------------------------
+
+FUSED_VARIANTS = [
+    {"attention": attention, "cell": cell, "num_layers": layers, "decoder_hidden": dec}
+    for attention, cell, layers, dec in itertools.product(
+        ("none", "dot", "general", "additive"), ("lstm", "gru"), (1, 2), (5, 7)
+    )
+    if not (attention == "dot" and dec != 5)
+]
+
+
+def _teacher_batch(seed: int = 1, vocab: int = 11, batch: int = 2, steps: int = 4):
+    """src (batch, 6); tgt_in = <GO> + truth[:-1] and tgt_out = truth, no <EOS>
+    before the last step."""
+    gen = torch.Generator().manual_seed(seed)
+    src = torch.randint(3, vocab, (batch, 6), generator=gen)
+    truth = torch.randint(3, vocab, (batch, steps), generator=gen)
+    truth[:, -1] = EOS
+    tgt_in = torch.cat([torch.full((batch, 1), Vocabulary.go_id), truth[:, :-1]], 1)
+    return src, tgt_in, truth
+
+
+@pytest.mark.parametrize("overrides", FUSED_VARIANTS, ids=lambda v: _name(v))
+def test_fused_teacher_forcing_equals_the_loop(make_model, overrides):
+    model = make_model(seed=2, encoder_hidden=5, vocab_size=11, dropout=0.3,
+                       **overrides)  # fmt: skip
+    src, tgt_in, tgt_out = _teacher_batch()
+    with torch.no_grad():
+        fused, attended = model(src, tgt_in)
+        loop = unroll(model, src, TeacherForcing(tgt_out))
+    assert fused.shape == (2, 4, 11)
+    torch.testing.assert_close(fused, loop.logits, atol=1e-5, rtol=1e-5)
+    if overrides["attention"] == "none":
+        assert attended is None and loop.attended is None
+        return
+    for name in ("weights", "scores", "context"):
+        torch.testing.assert_close(
+            getattr(attended, name), getattr(loop.attended, name), atol=1e-5, rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize(
+    ("attention", "cell"), [("general", "lstm"), ("additive", "gru"), ("none", "lstm")]
+)
+def test_fused_teacher_forcing_trains_the_cells_weights(make_model, attention, cell):
+    """Same loss and the same gradients on every parameter, through either path."""
+    model = make_model(attention=attention, cell=cell, num_layers=2, vocab_size=11)
+    model.train()
+    src, tgt_in, tgt_out = _teacher_batch()
+
+    def grads(logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, 11), tgt_out.reshape(-1)
+        )
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    fused = grads(model(src, tgt_in)[0])
+    stepped = grads(unroll(model, src, TeacherForcing(tgt_out)).logits)
+    assert fused.keys() == stepped.keys()
+    decoder_cells = [n for n in fused if n.startswith("decoder.cells")]
+    assert decoder_cells and all(fused[n].abs().sum() > 0 for n in decoder_cells)
+    for name in fused:
+        torch.testing.assert_close(fused[name], stepped[name], atol=1e-5, rtol=1e-4)
+
+
+# --- packed greedy --------------------------------------------------------------
 
 VARIANTS = [
     {"attention": attention, "cell": cell, "num_layers": layers, "decoder_hidden": dec}
@@ -37,7 +112,7 @@ def _sources(n: int, seed: int) -> torch.Tensor:
 def _replay(model: Seq2Seq, src: torch.Tensor, ids: torch.Tensor, lengths=None):  # noqa: ANN001
     """Step path fed the given output ids: logits and attention of each step."""
     memory, state = model.encode(src, lengths)
-    prev = torch.full((src.size(0),), Vocabulary.bos_id)
+    prev = torch.full((src.size(0),), Vocabulary.go_id)
     logits, weights = [], []
     for t in range(ids.size(1)):
         out = model.decode_step(prev, state, memory)
@@ -52,8 +127,8 @@ def _replay(model: Seq2Seq, src: torch.Tensor, ids: torch.Tensor, lengths=None):
 def _check_same(model: Seq2Seq, src: torch.Tensor, lengths=None) -> None:  # noqa: ANN001
     """The packed path's every token is the step path's argmax (up to float ties
     in untrained models), with the same log-probability and attention."""
-    ids, att, logp = PackedDecoder(model).greedy(model, src, 12, lengths)
-    want_ids = _greedy_stepwise(model, src, 12, lengths)[0]
+    ids, att, logp = PackedGreedy(model).decode(src, 12, lengths)
+    want_ids = greedy(model, src, 12, lengths).ids
     logits, weights = _replay(model, src, ids, lengths)
     is_eos = (ids == EOS).long()
     live = (is_eos.cumsum(dim=1) - is_eos) == 0  # up to and including <EOS>
@@ -94,9 +169,9 @@ def test_packed_greedy_equals_the_step_path_on_the_trained_model(trained, vocab)
     _check_same(trained.model, src)
 
 
-def test_packed_decoder_refuses_a_model_in_training_mode(make_model):
+def test_packed_greedy_refuses_a_model_in_training_mode(make_model):
     with pytest.raises(ValueError, match="eval"):
-        PackedDecoder(make_model().train())
+        PackedGreedy(make_model().train())
 
 
 def test_distinct_rows_round_trips():
@@ -124,7 +199,7 @@ def test_greedy_many_equals_greedy(trained, vocab):
     got = greedy_many(trained.model, src, 12, chunk_size=256)
     want = greedy(trained.model, src, 12)
     assert torch.equal(got.ids, want.ids)
-    torch.testing.assert_close(got.scores, want.scores)
+    torch.testing.assert_close(got.logprob, want.logprob)
     torch.testing.assert_close(got.attention, want.attention)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
-from date_seq2seq.setups import BOUNDS, CHOICES, Setup
+from date_seq2seq.train_setup import BOUNDS, CHOICES, Setup
 
 CHANGED = Setup(
     attention="additive",

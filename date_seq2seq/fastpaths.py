@@ -1,34 +1,71 @@
-"""Greedy decoding for throughput: the decoder step rearranged, same numbers.
+"""Optimizations of the one decoding loop (`model.unroll`): same numbers, fewer ops.
 
-Converting thousands of dates is bound by many small element-wise ops per
-step, and on a CPU a reduction over a short last dimension (8 source
-positions, 27 tokens) is several times slower than one over a long dimension.
-So this path keeps the BATCH as the last dimension – every reduction runs
-along contiguous rows of the batch – packs the weights once, and folds what
-only needs doing once:
+Two fast paths, each tested equal to the loop for every cell, attention and
+depth (tests/test_fastpaths.py):
 
-- each layer's gates come from ONE matmul on a stacked input `[h ; x]`; for
-  layer 0, x is the previous token as a one-hot column and the weights hold
-  `W_ih Embedding + b` for every token (one-hot columns sum to 1, so the bias
-  rides along); deeper layers read the layer below and a row of ones;
-- the output layer's context half is applied to the encoder outputs once,
-  `W_c c_t = sum_j a_tj (W_c o_j)`, so no context vector is built per step
-  (its bias rides along too: the weights of a step sum to 1);
-- an LSTM's gates are reordered i, f, o, g: one sigmoid, one tanh; a GRU's
-  rows are r, z, then the hidden and the input halves of its candidate;
-- the step's tensors live in buffers allocated once, updated in place:
-  allocating them afresh each step costs as much as the arithmetic.
-
-Inference only (no dropout, no autograd, eval mode). `Decoder.step` stays
-the reference; tests check that both give the same tokens, log-probabilities
-and attention for every cell, attention and depth.
+- `teacher_forced`: the loop under `TeacherForcing`, for training. The
+  context never feeds the recurrence, so the decoder's hidden states for all
+  steps come from ONE fused multi-layer RNN call on the cells' own weights,
+  and the attention of all steps from two batched matmuls.
+- `PackedGreedy`: the loop under `FreeRunning`, for converting many dates.
+  Autoregressive decoding must step, but each step can be cheaper; see the
+  class docstring for how.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from .model import Seq2Seq
+from .attention import Attended
+from .vocab import EOS_ID, GO_ID, PAD_ID
+
+if TYPE_CHECKING:
+    from .model import Seq2Seq
+
+# --- teacher forcing in one call ---------------------------------------------
+
+
+def teacher_forced(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    tgt_in: torch.Tensor,
+    src_lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, Attended | None]:
+    """Teacher-forced logits (batch, tgt_len, vocab) and the attention of every step.
+
+    tgt_in (batch, tgt_len) is <GO> + target[:-1]. Equals
+    `unroll(model, src, TeacherForcing(target[1:]))`.
+    """
+    memory, (h0, c0) = model.encode(src, src_lengths)
+    dec = model.decoder
+    x = dec.dropout(dec.embedding(tgt_in))  # (batch, tgt_len, emb)
+    # The op behind nn.LSTM / nn.GRU, run on the cells' own weights: one fused
+    # kernel, forward and backward, for all steps and layers.
+    weights = [
+        getattr(cell, name)
+        for cell in dec.cells
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    ]
+    # (weights, has_biases, layers, dropout, train, bidirectional, batch_first)
+    rnn_args = (weights, True, len(dec.cells), dec.layer_dropout, dec.training,
+                False, True)  # fmt: skip
+    if c0 is None:
+        hidden, _ = torch.gru(x, h0, *rnn_args)
+    else:
+        hidden, _, _ = torch.lstm(x, (h0, c0), *rnn_args)
+    # hidden: (batch, tgt_len, dec_hidden)
+    if dec.attention is None:
+        return dec.out(hidden), None
+    # Step t is queried by h_{t-1}: the initial state, then outputs 1..T-1.
+    queries = torch.cat([h0[-1][:, None], hidden[:, :-1]], dim=1)
+    attended = dec.attention(queries, memory)
+    logits = dec.out(torch.cat([attended.context, hidden], dim=-1))
+    return logits, attended
+
+
+# --- greedy decoding for throughput ------------------------------------------
 
 
 def _lstm_order(w: torch.Tensor, hidden: int) -> torch.Tensor:
@@ -51,13 +88,36 @@ def _stacked_weights(
     return torch.cat([rz, n_h, n_x])
 
 
-class PackedDecoder:
-    """A model's decoder packed for batch-last greedy decoding."""
+class PackedGreedy:
+    """A model's decoder packed for greedy decoding of many sources at once.
+
+    Converting thousands of dates is bound by many small element-wise ops per
+    step, and on a CPU a reduction over a short last dimension (8 source
+    positions, 27 tokens) is several times slower than one over a long
+    dimension. So this path keeps the BATCH as the last dimension – every
+    reduction runs along contiguous rows of the batch – packs the weights
+    once, and folds what only needs doing once:
+
+    - each layer's gates come from ONE matmul on a stacked input `[h ; x]`;
+      for layer 0, x is the fed token as a one-hot column and the weights hold
+      `W_ih Embedding + b` for every token (one-hot columns sum to 1, so the
+      bias rides along); deeper layers read the layer below and a row of ones;
+    - the output layer's context half is applied to the encoder outputs once,
+      `W_c c_t = sum_j a_tj (W_c o_j)`, so no context vector is built per step
+      (its bias rides along too: the weights of a step sum to 1);
+    - an LSTM's gates are reordered i, f, o, g: one sigmoid, one tanh; a GRU's
+      rows are r, z, then the hidden and the input halves of its candidate;
+    - the step's tensors live in buffers allocated once, updated in place:
+      allocating them afresh each step costs as much as the arithmetic.
+
+    Inference only: no dropout, no autograd, the model in eval mode.
+    """
 
     @torch.no_grad()
     def __init__(self, model: Seq2Seq) -> None:
         if model.training:
             raise ValueError("the packed decoder is for inference: call model.eval()")
+        self.model = model
         dec = model.decoder
         self.lstm = dec.cell_kind == "lstm"
         self.hidden = model.cfg.decoder_hidden
@@ -107,22 +167,20 @@ class PackedDecoder:
             torch.addcmul(new, rz[n:], h - new, out=h)
 
     @torch.no_grad()
-    def greedy(
+    def decode(
         self,
-        model: Seq2Seq,
         src: torch.Tensor,
         max_len: int,
         src_lengths: torch.Tensor | None = None,
-        ids: tuple[int, int, int] = (0, 1, 2),
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Decode greedily: ids and logp (B, steps), attention (B, steps, S).
+        """Decode greedily: ids and log-probabilities (batch, steps), attention
+        (batch, steps, src_len).
 
-        `ids` are the <PAD>, <GO> and <EOS> ids. A row that has emitted <EOS>
-        is fed <PAD> and emits <PAD> from then on (its log-probabilities are
-        for the caller to drop); decoding ends when every row has ended.
+        As `unroll(model, src, FreeRunning(max_len))`: a row that has emitted
+        <EOS> emits <PAD> from then on (its log-probabilities are for the
+        caller to drop); decoding ends when every row has finished.
         """
-        pad_id, bos_id, eos_id = ids
-        n, batch = self.hidden, src.size(0)
+        model, n, batch = self.model, self.hidden, src.size(0)
         outputs, enc_state = model.encoder(src, src_lengths)  # (B, S, enc_hidden)
         h0, c0 = model.decoder.init_state(enc_state)
         xs = []  # per layer, [h ; input] (rows, B): layer 0's input is one-hot
@@ -145,11 +203,11 @@ class PackedDecoder:
             values = projected[:, self.key_dim :].add_(self.b_out)  # W_c o_j + b
             scored = torch.empty(prepared.shape)
             weighted = torch.empty(values.shape)
-            blocked = (src == model.pad_id).T  # (S, B)
+            blocked = (src == PAD_ID).T  # (S, B)
             blocked = blocked if bool(blocked.any()) else None
             weights = torch.empty(max_len, src.size(1), batch)
-        done = torch.zeros(batch, dtype=torch.bool)
-        prev = torch.full((batch,), bos_id, dtype=torch.long)
+        finished = torch.zeros(batch, dtype=torch.bool)
+        fed = torch.full((batch,), GO_ID, dtype=torch.long)
         steps = 0
         while steps < max_len:
             t, steps = steps, steps + 1
@@ -163,7 +221,7 @@ class PackedDecoder:
                 if blocked is not None:
                     scores.masked_fill_(blocked, float("-inf"))
                 weights[t] = torch.softmax(scores, dim=0)  # (S, B)
-            xs[0][n:] = prev == self.tokens  # one-hot (vocab, B)
+            xs[0][n:] = fed == self.tokens  # one-hot (vocab, B)
             for i, x in enumerate(xs):
                 if i > 0:
                     x[n : 2 * n] = xs[i - 1][:n]
@@ -177,9 +235,9 @@ class PackedDecoder:
             else:
                 torch.addmm(self.b_out, self.w_out_h, xs[-1][:n], out=step)
             torch.max(step, 0, out=(best, out[t]))  # the first of equal maxima
-            prev = out[t].masked_fill_(done, pad_id)
-            done |= prev == eos_id
-            if bool(done.all()):
+            fed = out[t].masked_fill_(finished, PAD_ID)
+            finished |= fed == EOS_ID
+            if bool(finished.all()):
                 break
         logits, out = logits[:steps], out[:steps]
         logp = (logits.gather(1, out[:, None])[:, 0] - logits.logsumexp(1)).T

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .config import ATTENTION_KINDS, CELL_KINDS, DataConfig, ModelConfig, TrainConfig
-from .data import InputError, Window, check_source, printable
+from .data import InputError, Window, parse_source, printable
 
 LEARNING_RATES = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
 BATCH_SIZES = (8, 16, 32, 64, 128, 256)
@@ -189,7 +189,7 @@ def check_value(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError("must be a date as yy-mm-dd")
         try:
-            check_source(value, Window.from_config(_DATA))
+            parse_source(value, Window.from_config(_DATA))
         except InputError as e:
             raise ValueError(e.message) from None
         return value.strip()

@@ -1,0 +1,164 @@
+"""Comparing runs: attention and cell variants trained on the same data and seed.
+
+Each variant's curve, final metrics on the held-out dates, and where it errs
+(which field, and which month it writes for which).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .config import DataConfig, ModelConfig, TrainConfig
+from .converter import Converter
+from .data import target_tokens
+from .metrics import field_confusion, field_errors, summarize
+from .training import Progress, Trainer, TrainResult
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What differs between the compared runs: the attention and the cell."""
+
+    attention: str
+    cell: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.attention} · {self.cell.upper()}"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """How one variant trained, and how it does on the held-out dates."""
+
+    variant: Variant
+    stop_reason: str  # TrainResult's (epochs | target | requested | diverged) or
+    # "interrupted" when a callback raised
+    epochs: int  # epochs completed
+    steps: int
+    seconds: float  # the whole run, held-out evaluations included
+    reached: dict[str, float] | None  # first point at 100%: step, epoch, seconds
+    metrics: dict[str, float]  # metrics.summarize over the held-out dates
+    errors: dict[str, int]  # metrics.field_errors
+    month_confusion: Counter[tuple[str, str]]  # (right month, output's month)
+
+    @property
+    def perfect(self) -> bool:
+        return self.metrics["exact_match"] == 1.0
+
+
+class Comparison:
+    """Train variants one after another on the same data, seed and settings.
+
+    `curves` and `reports` fill as it goes. A stop request ends the current
+    variant early (it is reported) and skips the rest; so does an exception
+    from a callback (the variant is reported as "interrupted" and the exception
+    goes on). `run` again trains the variants not reported yet.
+    """
+
+    def __init__(
+        self,
+        variants: Iterable[Variant],
+        data_config: DataConfig,
+        train_config: TrainConfig,
+        model_config: ModelConfig | None = None,
+    ) -> None:
+        self.variants = list(variants)
+        if not self.variants:
+            raise ValueError("choose at least one variant to train")
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError("each variant may be trained once")
+        if data_config.held_out_size < 1:
+            raise ValueError("comparing runs needs held-out dates to score them on")
+        base = model_config or ModelConfig()
+        # Built now, so an impossible variant is refused before anything trains.
+        self.model_configs = {
+            v: dataclasses.replace(base, attention=v.attention, cell=v.cell)
+            for v in self.variants
+        }
+        self.data_config, self.train_config = data_config, train_config
+        self.curves: dict[Variant, list[dict[str, float]]] = {}
+        self.reports: list[RunReport] = []
+        self.done = threading.Event()  # set when `run` has returned or raised
+
+    def run(
+        self,
+        on_progress: Callable[[Variant, Progress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        eval_every: int = 0,
+    ) -> list[RunReport]:
+        """Train every variant not yet reported; return all the reports."""
+        self.done.clear()
+        try:
+            for variant in self.variants[len(self.reports) :]:
+                trainer = Trainer(
+                    self.data_config, self.model_configs[variant], self.train_config
+                )
+                curve = self.curves.setdefault(variant, [])
+                trainer.observers.append(lambda e, curve=curve: _add_point(curve, e))
+                show = None
+                if on_progress is not None:
+                    show = lambda e, v=variant: on_progress(v, e)  # noqa: E731
+                start = time.perf_counter()
+                try:
+                    result = trainer.run(show, should_stop, eval_every)
+                except BaseException:
+                    # A callback stopped the run (a click stops the app's script
+                    # that way): report what this variant learnt, then go on up.
+                    trainer.result.stop_reason = "interrupted"
+                    seconds = time.perf_counter() - start
+                    report = _report(variant, trainer, trainer.result, curve, seconds)
+                    self.reports.append(report)
+                    raise
+                seconds = time.perf_counter() - start
+                self.reports.append(_report(variant, trainer, result, curve, seconds))
+                if result.stop_reason == "requested":
+                    break
+        finally:
+            self.done.set()
+        return self.reports
+
+
+def _add_point(curve: list[dict[str, float]], event: Progress) -> None:
+    if not event.metrics:
+        return
+    point = {
+        "step": event.step,
+        "epoch": event.epoch,
+        "seconds": event.seconds,
+        "exact_match": event.metrics["held_out_exact_match"],
+        "token_accuracy": event.metrics["held_out_token_accuracy"],
+    }
+    if curve and curve[-1]["step"] == event.step:  # an epoch's end after an eval
+        curve[-1] = point
+    else:
+        curve.append(point)
+
+
+def _report(
+    variant: Variant,
+    trainer: Trainer,
+    result: TrainResult,
+    curve: list[dict[str, float]],
+    seconds: float,
+) -> RunReport:
+    days = trainer.held_out_set.days
+    preds = Converter(trainer.checkpoint()).predict_days(days)
+    refs = [target_tokens(d) for d in days]
+    first = next((p for p in curve if p["exact_match"] >= 1.0), None)
+    return RunReport(
+        variant=variant,
+        stop_reason=result.stop_reason,
+        epochs=len(result.history),
+        steps=trainer.steps,
+        seconds=seconds,
+        reached={k: first[k] for k in ("step", "epoch", "seconds")} if first else None,
+        metrics=summarize(preds, refs),
+        errors=field_errors(preds, refs),
+        month_confusion=field_confusion(preds, refs, "month"),
+    )
