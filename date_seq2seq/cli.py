@@ -28,13 +28,14 @@ from .config import (
     CELL_KINDS,
     MAX_BEAM,
     DataConfig,
+    DecodeConfig,
     ModelConfig,
     TrainConfig,
     check_beam_size,
 )
 from .converter import Conversion, Converter, default_checkpoint_path
-from .data import Window, printable
-from .training import Progress, train
+from .data import DateDataset, Window, printable
+from .training import Progress, evaluate_held_out, train
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNUSABLE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
@@ -259,7 +260,12 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_UNUSABLE
-    final = result.final
+    final = dict(result.final)
+    if final and "held_out_exact_match" not in final and data_cfg.held_out_size:
+        # Stopped mid-epoch (Ctrl-C): the run ended before checking; check now.
+        held_out = DateDataset.split_config(data_cfg)[1]
+        max_len = DecodeConfig().max_len
+        final.update(evaluate_held_out(checkpoint.model, held_out, max_len) or {})
     if result.message:
         print(result.message, file=sys.stderr)
     print(f"saved {out}", file=sys.stderr)

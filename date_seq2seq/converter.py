@@ -72,6 +72,23 @@ class Conversion:
         return [i < len(want) and t == want[i] for i, t in enumerate(self.tokens)]
 
 
+def _guess(error: InputError, source: str, tokens: list[str]) -> str:
+    """The warning for a year outside the window: what the model did with it."""
+    written = "".join(tokens)
+    year = "".join(tokens[-4:])
+    yy = source[:2]  # yy-mm-dd
+    if not (len(tokens) >= 4 and year.isdigit()):
+        did = f"it wrote {written!r}, not even a year"
+    elif year.endswith(yy):
+        did = f"it wrote {written}: the last two digits right, the century a guess"
+    else:
+        did = (
+            f"it wrote {written}: the year {year}, not one ending in {yy} – the "
+            "decade is lost too, not just the century"
+        )
+    return f"{error.message}. Here {did}."
+
+
 def forceable_tokens(vocab: Vocabulary) -> list[str]:
     """Tokens a learner may force in a step-through: anything the decoder emits."""
     return [t for t in vocab.tokens if t not in (PAD, GO)]
@@ -98,17 +115,42 @@ class StepThrough:
                 out.append("right" if right else "wrong")
         return out
 
-    def after_forcing(self) -> tuple[int, int] | None:
-        """Right and total steps the model chose itself after the first forced one.
+    def after_forcing(self) -> Recovery | None:
+        """How the model did after the first forced token; None if nothing was
+        forced or there is no right answer to judge by.
 
-        None when nothing was forced or there is no right answer. Position by
-        position against the right answer: whether the model recovers.
+        Position by position against the right answer (<EOS> included): the
+        tokens it chose itself, those right, and how far the output ended
+        short of the answer or ran past it.
         """
         verdicts = self.verdicts()
         if "forced" not in verdicts or self.expected is None:
             return None
-        after = [v for v in verdicts[verdicts.index("forced") + 1 :] if v != "forced"]
-        return after.count("right"), len(after)
+        first = verdicts.index("forced")
+        after = [v for v in verdicts[first + 1 :] if v != "forced"]
+        return Recovery(
+            forced_at=first,
+            chose=len(after),
+            right=after.count("right"),
+            missing=max(0, len(self.expected) - len(self.steps)),
+            extra=max(0, len(self.steps) - len(self.expected)),
+        )
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What followed the first token forced in a step-through."""
+
+    forced_at: int  # its step, from 0
+    chose: int  # later tokens the model chose itself
+    right: int  # of those, the ones the right answer has at that position
+    missing: int  # right-answer tokens never reached: the output ended short
+    extra: int  # tokens past the right answer's end
+
+    @property
+    def recovered(self) -> bool:
+        """Every later choice right, and the output exactly as long as the answer."""
+        return self.right == self.chose and self.missing == 0 and self.extra == 0
 
 
 Checked = tuple[str, dt.date | None, InputError | None]  # shown text, date, problem
@@ -220,7 +262,7 @@ class Converter:
             tokens=tuple(tokens),
             expected_tokens=tuple(target_tokens(day)) if day else None,
             attention=tuple(tuple(r) for r in attention) if attention else None,
-            warning=error.message if error else None,
+            warning=_guess(error, shown, tokens) if error else None,
             kind=error.kind if error else "ok",
         )
 

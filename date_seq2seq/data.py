@@ -166,7 +166,8 @@ def parse_source(text: str, window: Window) -> dt.date:
         raise InputError(
             "outside_window",
             f"{text}: the year '{yy:02d}' is outside the dates this model was "
-            f"trained on ({window.describe()}), so its century is a guess",
+            f"trained on ({window.describe()}): it has never seen a year ending "
+            f"in {yy:02d}, so whatever it writes for the year is a guess",
         )
     return day
 

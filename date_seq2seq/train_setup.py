@@ -28,17 +28,21 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "lr": LEARNING_RATES,
     "batch": BATCH_SIZES,
 }
+# Model sizes end where a step (at the biggest batch) and a held-out check
+# stay well under a second on one core, so a run can always stop at once, and
+# the biggest model's file (about 12 MB) stays under the upload limit.
 BOUNDS: dict[str, tuple[float, float]] = {
-    "embedding": (2, 256),
-    "hidden": (2, 512),
-    "layers": (1, 4),
+    "embedding": (2, 128),
+    "hidden": (2, 256),
+    "layers": (1, 3),
     "dropout": (0.0, 0.5),
     "sampling": (0.0, 1.0),
-    "epochs": (1, 200),
+    "epochs": (1, 50),
     "train_size": (50, 20000),
     "seed": (0, 2**31 - 1),
     "snapshot_every": (1, 500),
 }
+MAX_STEPS = 20_000  # optimizer steps a run may take: epochs x batches an epoch
 # Streamlit's own parameters; a link may carry them, they are not ours.
 FOREIGN_PARAMS = frozenset({"embed", "embed_options"})
 
@@ -77,6 +81,22 @@ class Setup:
             except ValueError as e:
                 raise ValueError(f"{f.name} {e}") from None
             object.__setattr__(self, f.name, value)
+        if self.steps > MAX_STEPS:
+            raise ValueError(
+                f"{self.epochs} epochs of {self.train_size} dates in batches of "
+                f"{self.batch} are {self.steps:,} steps; a run takes at most "
+                f"{MAX_STEPS:,}: at most {self.most_epochs()} epochs, fewer dates "
+                "or a bigger batch"
+            )
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps if every epoch runs."""
+        return self.epochs * -(-self.train_size // self.batch)
+
+    def most_epochs(self) -> int:
+        """The most epochs this setup's data and batch allow in MAX_STEPS."""
+        return max(1, MAX_STEPS // -(-self.train_size // self.batch))
 
     def configs(self) -> tuple[DataConfig, ModelConfig, TrainConfig]:
         """Return the data, model and training configs this setup trains with."""
@@ -127,7 +147,12 @@ class Setup:
             except ValueError as e:
                 default = known[name].default
                 problems.append(f"{name}={_shown(text)}: {e}; using {default}.")
-        return cls(**values), problems
+        try:
+            return cls(**values), problems
+        except ValueError as e:  # too many steps: as many epochs as fit
+            values["epochs"] = cls(**{**values, "epochs": 1}).most_epochs()
+            problems.append(f"{e}; using {values['epochs']} epochs.")
+            return cls(**values), problems
 
 
 def _shown(text: str, most: int = 24) -> str:

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Progress:
-    """One training event: each step, each `eval_every` steps, each epoch's end."""
+    """One training event: each step, each held-out check, each epoch's end."""
 
     kind: str  # "step" | "eval" | "epoch"
     step: int  # optimizer steps so far
@@ -88,8 +88,12 @@ def masked_cross_entropy(
 
 @torch.no_grad()
 def evaluate_held_out(
-    model: Seq2Seq, held_out: DateDataset, max_len: int
-) -> dict[str, float]:
+    model: Seq2Seq,
+    held_out: DateDataset,
+    max_len: int,
+    should_stop: Callable[[], bool] | None = None,
+    chunk_size: int = 250,
+) -> dict[str, float] | None:
     """Held-out loss, exact match, and token accuracy teacher-forced and free-running.
 
     Exact match is free-running only: a date is all right teacher-forced
@@ -98,31 +102,60 @@ def evaluate_held_out(
     is fed the truth; free-running, a mistake is fed on. Both count the
     target's positions, <EOS> included; a free run that stops early has the
     rest wrong. Draws nothing from any random generator.
+
+    The dates go in chunks, and `should_stop` is asked between them: a stop
+    request ends the evaluation early, returning None (on a big model it is
+    the longest thing a run does between two checks).
     """
     was_training = model.training
     model.eval()
+    loss_sum = tokens = exact = free_right = forced_right = 0.0
     try:
-        tgt_in, tgt_out = held_out.tgt[:, :-1], held_out.tgt[:, 1:]  # (n, tgt_len)
-        logits, _ = model(held_out.src, tgt_in)  # (n, tgt_len, vocab)
-        free = greedy_many(model, held_out.src, max_len).ids  # (n, steps)
+        for first in range(0, len(held_out), chunk_size):
+            if should_stop is not None and should_stop():
+                return None
+            src, tgt = held_out[
+                list(range(first, min(first + chunk_size, len(held_out))))
+            ]
+            tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # (n, tgt_len)
+            logits, _ = model(src, tgt_in)  # (n, tgt_len, vocab)
+            free = greedy_many(model, src, max_len).ids  # (n, steps)
+            loss, count = masked_cross_entropy(logits, tgt_out)
+            real = tgt_out != PAD_ID
+            steps = min(free.size(1), tgt_out.size(1))
+            same = (free[:, :steps] == tgt_out[:, :steps]) & real[:, :steps]
+            loss_sum += float(loss) * count
+            tokens += count
+            exact += float(id_exact_matches(free, tgt_out, PAD_ID).sum())
+            free_right += float(same.sum())
+            forced_right += float(((logits.argmax(-1) == tgt_out) & real).sum())
     finally:
         model.train(was_training)
-    loss, count = masked_cross_entropy(logits, tgt_out)
-    real = tgt_out != PAD_ID
-    steps = min(free.size(1), tgt_out.size(1))
-    free_right = (free[:, :steps] == tgt_out[:, :steps]) & real[:, :steps]
-    count = max(count, 1)
+    tokens = max(tokens, 1)
     return {
-        "held_out_loss": float(loss),
-        "held_out_exact_match": float(
-            id_exact_matches(free, tgt_out, PAD_ID).float().mean()
-        ),
-        "held_out_token_accuracy": float(free_right.sum()) / count,
-        "held_out_teacher_forced_token_accuracy": float(
-            ((logits.argmax(-1) == tgt_out) & real).sum()
-        )
-        / count,
+        "held_out_loss": loss_sum / tokens,
+        "held_out_exact_match": exact / max(len(held_out), 1),
+        "held_out_token_accuracy": free_right / tokens,
+        "held_out_teacher_forced_token_accuracy": forced_right / tokens,
     }
+
+
+STOPPED = "stopped on request"
+# A run diverges when the mean loss of its last GROWTH_WINDOW steps is more
+# than GROWTH_FACTOR times the loss of its first step (or of 1 nat a token, if
+# it started lower: a trained model's blips are not divergence). A healthy run
+# starts near its highest loss, about ln(vocabulary size), a uniform guess.
+GROWTH_WINDOW, GROWTH_FACTOR = 20, 3.0
+
+
+def _loss_growth(step_losses: list[float]) -> tuple[float, float] | None:
+    """(first loss, recent mean) if the loss has grown far past its start."""
+    if len(step_losses) < GROWTH_WINDOW:
+        return None
+    recent = sum(step_losses[-GROWTH_WINDOW:]) / GROWTH_WINDOW
+    if recent > GROWTH_FACTOR * max(step_losses[0], 1.0):
+        return step_losses[0], recent
+    return None
 
 
 def fit(
@@ -134,6 +167,7 @@ def fit(
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     eval_every: int = 0,
+    eval_seconds: float = 0.0,
     max_len: int = DecodeConfig.max_len,
     result: TrainResult | None = None,
 ) -> TrainResult:
@@ -143,7 +177,13 @@ def fit(
     still holds what was done. Every random draw (shuffling, sampling,
     dropout) comes from one generator seeded with cfg.seed. With eval_every >
     0, held-out metrics are also reported every that many steps (kind "eval"),
-    so a live chart has more than one point per epoch.
+    so a live chart has more than one point per epoch; with eval_seconds > 0,
+    whenever that much training time has passed since the last check (as
+    often as a chart redraws, whatever a step costs). Checking changes nothing
+    in training: it draws no random numbers. `should_stop` is asked
+    before every step and during evaluations; after a stop request the
+    held-out dates are not evaluated (the run ends at once), so the last
+    history record then has no held-out metrics.
     """
     result = result if result is not None else TrainResult()
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -176,14 +216,13 @@ def fit(
         optimizer = torch.optim.Adam([flat], lr=cfg.lr, fused=True)
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, cfg.lr_decay)
         last_good = flat.detach().clone()  # the weights of the last finite loss
-        start = time.perf_counter()  # the optimizer's one-time set-up not counted
+        start = checked = time.perf_counter()  # the optimizer's set-up not counted
         model.train()
         for epoch in range(1, cfg.epochs + 1):
             epoch_loss = epoch_tokens = 0.0
             for src, tgt in loader:
                 if should_stop is not None and should_stop():
-                    result.stop_reason = "requested"
-                    result.message = "stopped on request"
+                    result.stop_reason, result.message = "requested", STOPPED
                     break
                 tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # feed <GO>.., score ..<EOS>
                 dropout = global_rng_from(generator) if model.cfg.dropout else None
@@ -201,8 +240,8 @@ def fit(
                     result.stop_reason = "diverged"
                     result.message = (
                         f"the loss became {loss_value} at step {step + 1}; training "
-                        "stopped and the last good weights were restored (try a "
-                        "lower learning rate)"
+                        "stopped and the last good weights were restored (the "
+                        f"learning rate, {cfg.lr:g}, is likely too high)"
                     )
                     log.warning(result.message)
                     break
@@ -216,21 +255,39 @@ def fit(
                 epoch_loss += loss_value * count
                 epoch_tokens += count
                 report("step", loss_value, None)
-                if (
-                    on_progress
-                    and eval_every
-                    and step % eval_every == 0
-                    and held_out_set
-                ):
-                    metrics = evaluate_held_out(model, held_out_set, max_len)
+                if growth := _loss_growth(result.step_losses):
+                    result.stop_reason = "diverged"
+                    result.message = (
+                        f"the loss grew from {growth[0]:.3g} to {growth[1]:.3g} (the "
+                        f"mean of the last {GROWTH_WINDOW} steps) by step {step}; "
+                        f"training stopped: the learning rate, {cfg.lr:g}, is likely "
+                        "too high"
+                    )
+                    log.warning(result.message)
+                    break
+                due = (eval_every and step % eval_every == 0) or (
+                    eval_seconds and time.perf_counter() - checked >= eval_seconds
+                )
+                if on_progress and due and held_out_set:
+                    metrics = evaluate_held_out(
+                        model, held_out_set, max_len, should_stop
+                    )
+                    if metrics is None:  # a stop request came in meanwhile
+                        result.stop_reason, result.message = "requested", STOPPED
+                        break
                     report("eval", loss_value, metrics)
+                    checked = time.perf_counter()
             if epoch_tokens == 0:  # stopped before this epoch's first step
                 break
             schedule.step()
             metrics = {}
-            if held_out_set:
-                metrics = evaluate_held_out(model, held_out_set, max_len)
+            if held_out_set and result.stop_reason != "requested":
+                metrics = evaluate_held_out(model, held_out_set, max_len, should_stop)
+                if metrics is None:
+                    result.stop_reason, result.message = "requested", STOPPED
+                    metrics = {}
             result.seconds = time.perf_counter() - start
+            checked = time.perf_counter()
             record = {
                 "epoch": epoch,
                 "step": step,
@@ -299,8 +356,9 @@ class Trainer:
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         eval_every: int = 0,
+        eval_seconds: float = 0.0,
     ) -> TrainResult:
-        """Train to the end, a stop request, or divergence."""
+        """Train to the end, a stop request, or divergence (see `fit`)."""
         self.done.clear()
         observers = [*self.observers, *([on_progress] if on_progress else [])]
 
@@ -317,6 +375,7 @@ class Trainer:
                 on_progress=notify if observers else None,
                 should_stop=should_stop,
                 eval_every=eval_every,
+                eval_seconds=eval_seconds,
                 result=self.result,
             )
         finally:

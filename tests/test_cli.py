@@ -486,3 +486,35 @@ def test_a_pipe_is_answered_line_by_line_and_ctrl_c_ends_cleanly(trained_path):
         proc.kill()
     assert proc.returncode == 130
     assert "interrupted" in err.decode() and "Traceback" not in err.decode()
+
+
+def test_a_diverging_run_exits_1_and_says_so(tmp_path, capsys):
+    args = ["train", "--train-size", "640", "--held-out-size", "16", "--epochs", "2",
+            "--lr", "1e6", "--json", "--out", str(tmp_path / "m.pt")]  # fmt: skip
+    assert cli.main(args) == 1
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["stop_reason"] == "diverged"
+    assert "learning rate, 1e+06, is likely too high" in captured.err
+    assert Converter.from_path(tmp_path / "m.pt")  # still a usable file
+
+
+def test_a_run_stopped_mid_epoch_still_reports_its_held_out_figure(
+    tmp_path, capsys, monkeypatch
+):
+    from date_seq2seq import cli as cli_module
+
+    asked = []
+
+    class StopAfterFive(cli_module._StopOnInterrupt):
+        def __call__(self) -> bool:  # as if Ctrl-C came at step 5
+            asked.append(1)
+            return len(asked) > 5
+
+    monkeypatch.setattr(cli_module, "_StopOnInterrupt", StopAfterFive)
+    args = ["train", "--epochs", "1", "--train-size", "640", "--held-out-size", "16",
+            "--json", "--out", str(tmp_path / "m.pt")]  # fmt: skip
+    assert cli.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["stop_reason"] == "requested" and summary["steps"] == 5
+    assert 0.0 <= summary["held_out_exact_match"] <= 1.0

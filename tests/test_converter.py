@@ -351,12 +351,25 @@ def test_forcing_a_token_decodes_on_from_it(converter):
     assert got.steps[1].fed == "3"
     verdicts = got.verdicts()
     assert verdicts[0] == "forced"
-    right, total = got.after_forcing()
-    assert total == len(got.steps) - 1
-    assert right == sum(
+    after = got.after_forcing()
+    assert after.forced_at == 0 and after.chose == len(got.steps) - 1
+    assert after.right == sum(
         s.chosen == e for s, e in zip(got.steps[1:], got.expected[1:], strict=False)
     )
-    assert right == verdicts.count("right")
+    assert after.right == verdicts.count("right")
+
+
+def test_a_forced_end_is_not_a_recovery(converter):
+    """Forcing 9 at step 1 and <EOS> at step 3 leaves "9 2 <EOS>": the second
+    token is right where it stands, but the answer is seven tokens short."""
+    got = converter.step_through("24-11-22", {0: "9", 2: "<EOS>"})
+    assert [s.chosen for s in got.steps] == ["9", "2", "<EOS>"]
+    after = got.after_forcing()
+    assert (after.chose, after.right, after.missing, after.extra) == (1, 1, 7, 0)
+    assert not after.recovered
+    assert converter.step_through("24-11-22", {0: "2"}).after_forcing() is None
+    wrong_month = converter.step_through("24-11-22", {3: "Oct"}).after_forcing()
+    assert wrong_month.recovered  # the model carries on right after it
 
 
 def test_forcing_the_models_own_choice_changes_nothing(converter):

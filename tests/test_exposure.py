@@ -118,3 +118,16 @@ def test_wrong_dates_are_the_ones_the_model_gets_wrong(untrained, converter):
     right_ones = [d for d in converter.held_out_days()
                   if converter.convert(source_text(d)).correct]  # fmt: skip
     assert wrong_dates(converter, right_ones, limit=5) == []
+
+
+def test_the_readmes_recipe_shows_exposure_bias_plainly():
+    """1 epoch of 200 dates (the README's and the lab's hint): a wide gap between
+    fed the truth and fed its own output, and wrong dates to look at."""
+    from date_seq2seq.train_setup import Setup
+
+    weak = Trainer(*Setup(epochs=1, train_size=200).configs())
+    weak.run()
+    got = token_accuracies(weak.model, weak.held_out_set, max_len=12)
+    assert got["teacher_forced"] - got["free_running"] > 0.2
+    converter = Converter(weak.checkpoint())
+    assert len(wrong_dates(converter, converter.held_out_days(), limit=6)) == 6

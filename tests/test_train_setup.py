@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
-from date_seq2seq.train_setup import BOUNDS, CHOICES, Setup
+from date_seq2seq.train_setup import BOUNDS, CHOICES, MAX_STEPS, Setup
 
 CHANGED = Setup(
     attention="additive",
@@ -77,9 +77,9 @@ def test_equal_numbers_written_differently_are_one_value():
         ("epochs", "\u0661\u0662", "not a whole number"),  # Arabic-Indic 12
         ("dropout", "0_1", "not a number"),
         ("seed", "9" * 5000, "too long for a number"),
-        ("epochs", "0", "from 1 to 200"),
-        ("epochs", "100000", "from 1 to 200"),
-        ("hidden", "-4", "from 2 to 512"),
+        ("epochs", "0", "from 1 to 50"),
+        ("epochs", "100000", "from 1 to 50"),
+        ("hidden", "-4", "from 2 to 256"),
         ("seed", "", "not a whole number"),
         ("dropout", "nan", "from 0.0 to 0.5"),
         ("sampling", "inf", "from 0.0 to 1.0"),
@@ -148,3 +148,12 @@ def test_problems_quote_the_link_on_one_line():
     _, problems = Setup.from_params({"a\nb": "1", "epochs": "x\r\n- y"})
     assert len(problems) == 2
     assert all("\n" not in p and "\r" not in p for p in problems)
+
+
+def test_a_setup_longer_than_a_run_may_be_is_refused_and_a_link_shortened():
+    with pytest.raises(ValueError, match="125,000 steps; a run takes at most 20,000"):
+        Setup(epochs=50, train_size=20000, batch=8)
+    setup, problems = Setup.from_params({"epochs": "50", "train_size": "20000",
+                                         "batch": "8"})  # fmt: skip
+    assert setup.epochs == 8 and setup.steps <= MAX_STEPS
+    assert problems and "using 8 epochs" in problems[0]

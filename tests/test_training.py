@@ -411,3 +411,58 @@ def test_observers_alone_receive_the_events():
     kinds = [e.kind for e in seen]
     assert kinds.count("step") == trainer.steps == 2  # 32 dates, batches of 16
     assert kinds.count("eval") == 2 and kinds[-1] == "epoch"
+
+
+# --- divergence and stopping in the middle of a check ------------------------------
+
+
+def test_a_loss_that_grows_far_past_its_start_ends_the_run_as_diverged(vocab):
+    train_set, held = _pairs(vocab, DataConfig(train_size=640, held_out_size=16))
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e6)
+    result = fit(_tiny(), train_set, held, cfg)
+    assert result.stop_reason == "diverged"
+    assert "grew from" in result.message and "learning rate, 1e+06" in result.message
+    assert len(result.step_losses) >= training.GROWTH_WINDOW
+
+
+def test_a_trained_models_blips_are_not_divergence():
+    low = [0.01] * 30 + [0.5] * 30  # a trained model's loss jumping 50-fold
+    assert training._loss_growth(low) is None  # below 1 nat a token: a blip
+    assert training._loss_growth([3.3] * 10 + [12.0] * 20) == (3.3, 12.0)
+    assert training._loss_growth([3.3] * 19) is None  # too few steps to judge
+
+
+def test_the_default_run_never_looks_diverged(trained_run):
+    _, result = trained_run
+    assert result.stop_reason != "diverged"
+
+
+def test_held_out_checks_in_chunks_equal_one_and_stop_when_asked(trained, vocab):
+    held = DateDataset(split(DataConfig(held_out_size=600))[1], vocab)
+    whole = evaluate_held_out(trained.model, held, 12, chunk_size=600)
+    chunked = evaluate_held_out(trained.model, held, 12, chunk_size=7)
+    assert whole.keys() == chunked.keys()
+    for name in whole:
+        assert chunked[name] == pytest.approx(whole[name], rel=1e-5)
+    asked = []
+
+    def stop_after_two() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    assert evaluate_held_out(trained.model, held, 12, stop_after_two, 100) is None
+    assert len(asked) == 3  # asked before each chunk, stopped before the third
+
+
+def test_a_stop_during_a_check_ends_the_run_without_held_out_figures(vocab):
+    train_set, held = _pairs(vocab)
+    calls = []
+
+    def stop_in_the_first_check() -> bool:
+        calls.append(1)
+        return len(calls) > 2  # two steps, then the check asks: stop
+
+    result = fit(_tiny(), train_set, held, TINY_TRAIN, on_progress=lambda e: None,
+                 should_stop=stop_in_the_first_check, eval_every=2)  # fmt: skip
+    assert result.stop_reason == "requested" and len(result.step_losses) == 2
+    assert "held_out_exact_match" not in result.history[-1]
