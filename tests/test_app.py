@@ -1,23 +1,35 @@
-"""The Streamlit app, run headless with AppTest: every tab, errors, links, files."""
+"""The Streamlit app, run headless with AppTest: every page, errors, links, files, runs.
+
+Training and comparisons run in background threads: a test starts one with a
+click, waits for the thread (`finish`), and reruns the page to see its end.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import tomllib
 from collections import defaultdict
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
+from date_seq2seq import checkpoint
 from date_seq2seq.config import DataConfig, TrainConfig
-from date_seq2seq.train_setup import Setup
+from date_seq2seq.train_setup import BOUNDS, CHOICES, Setup
 from date_seq2seq.training import Trainer
+from ui.text import plain
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
 TIMEOUT = 120
+PAGES = {"convert": "ui/convert_page.py", "step": "ui/step_through_page.py",
+         "exposure": "ui/exposure_page.py", "train": "ui/train_page.py",
+         "forming": "ui/forming_page.py", "compare": "ui/compare_page.py"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +39,46 @@ def first_start(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, AppTest
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DATE_SEQ2SEQ_HOME", str(home))
         at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+        from ui.state import default_model_job  # the page waits for it
+
+        default_model_job().wait(TIMEOUT)
+        at.run()
     return home, at
 
 
-@pytest.fixture
-def app(first_start: tuple[Path, AppTest], monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    """A fresh session of the app on the default model trained at first start."""
+def open_app(first_start, monkeypatch, params: dict[str, str] | None = None) -> AppTest:
     monkeypatch.setenv("DATE_SEQ2SEQ_HOME", str(first_start[0]))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params = dict(params or {})
+    at.run()
+    assert not at.exception
+    return at
+
+
+@pytest.fixture
+def app(first_start, monkeypatch) -> AppTest:
+    """A fresh session of the app on the default model trained at first start."""
+    return open_app(first_start, monkeypatch)
+
+
+def on(at: AppTest, page: str) -> AppTest:
+    """Open one of the app's pages, as a click in the sidebar does."""
+    at.switch_page(PAGES[page]).run()
+    assert not at.exception
+    return at
+
+
+def session(at: AppTest):  # noqa: ANN201 - ui.state.Session
+    return at.session_state["session"]
+
+
+def finish(at: AppTest) -> AppTest:
+    """Let this session's runs end, then rerun the page, as its poll does."""
+    this = session(at)
+    for job in (this.training, this.comparison):
+        if job is not None:
+            assert job.wait(TIMEOUT), "the run did not end"
+    at.run()
     assert not at.exception
     return at
 
@@ -44,7 +88,8 @@ def markdown_text(at: AppTest) -> str:
 
 
 def charts(at: AppTest) -> list[dict]:
-    """Vega-Lite specs of every chart on the page; their data rows under "_rows"."""
+    """Vega-Lite specs of every chart on the page, in page order; their data rows
+    (which Streamlit sends beside the spec) under "_rows"."""
     out = []
     for element in at.get("vega_lite_chart"):
         spec = json.loads(element.proto.spec)
@@ -60,13 +105,28 @@ def chart(at: AppTest, description: str) -> dict:
     return spec
 
 
-def heatmap_rows(at: AppTest) -> list[dict]:
-    return chart(at, "attention heatmap")["_rows"]
+def rows(spec: dict) -> list[dict]:
+    return spec["_rows"]
 
 
-def tab(at: AppTest, label: str):  # noqa: ANN201 - AppTest's Tab
-    (found,) = [t for t in at.tabs if t.label == label]
-    return found
+WIDGETS = {"attention": "selectbox", "cell": "selectbox", "lr": "select_slider",
+           "batch": "select_slider", "sampling": "slider", "dropout": "slider",
+           "probe": "text_input"}  # fmt: skip
+
+
+def start_training(
+    at: AppTest, epochs: int = 2, train_size: int = 300, **values: object
+) -> AppTest:
+    """Fill the Train form (a form sends its values with its button) and train."""
+    on(at, "train")
+    for key, value in {"epochs": epochs, "train_size": train_size, **values}.items():
+        getattr(at, WIDGETS.get(key, "number_input"))(key=key).set_value(value)
+    at.button(key="FormSubmitter:train_form-Train").click().run()
+    assert not at.exception
+    return at
+
+
+# --- first start and converting ---------------------------------------------------
 
 
 def test_first_start_trains_the_default_model_and_converts(first_start) -> None:
@@ -80,19 +140,20 @@ def test_first_start_trains_the_default_model_and_converts(first_start) -> None:
 def test_convert_shows_output_answer_and_heatmap_rows_summing_to_one(app) -> None:
     app.text_input(key="date").input("99-12-31").run()
     assert not app.exception
-    text = markdown_text(app)
-    assert "`31/Dec/1999`" in text
-    rows = heatmap_rows(app)
+    assert "`31/Dec/1999`" in markdown_text(app)
+    heatmap = chart(app, "attention heatmap")
     sums: dict[int, float] = defaultdict(float)
-    for row in rows:
+    for row in rows(heatmap):
         sums[row["output_step"]] += row["weight"]
     assert len(sums) == 9  # one row per output token
-    assert {r["input_position"] for r in rows} == set(range(8))  # '-' twice, kept
+    assert {r["input_position"] for r in rows(heatmap)} == set(range(8))  # '-' twice
     assert all(abs(s - 1.0) < 1e-5 for s in sums.values())
-    assert {r["input_char"] for r in rows} == set("99-12-31")
+    # A weight of nothing is drawn white, not light blue.
+    scale = heatmap["layer"][0]["encoding"]["color"]["scale"]
+    assert scale["range"][0] == "#ffffff" and scale["domain"] == [0, 1]
 
 
-def test_trace_table_lists_every_step(app) -> None:
+def test_the_step_table_lists_every_step(app) -> None:
     table = app.dataframe[0].value
     assert list(table["emitted"][:9]) == list("22") + ["/", "Nov", "/"] + list("2024")
     assert table["emitted"].iloc[-1] == "<EOS>"
@@ -100,35 +161,55 @@ def test_trace_table_lists_every_step(app) -> None:
 
 @pytest.mark.parametrize(
     ("text", "needle"),
-    [
-        ("24-02-30", "29 days"),
-        ("23-02-29", "28 days"),
-        ("24-13-01", "no month 13"),
-        ("2024-11-22", "four-digit year"),
-        ("24/11/22", "'/'"),
-        ("abc", "not a date"),
-        ("   ", "empty"),
-        ("1" * 500, "too long"),
-        ("٢٤-١١-٢٢", "0-9"),
-        ("24-11-22; import os", "not a date"),
-    ],
-)
+    [("24-02-30", "29 days"), ("23-02-29", "28 days"), ("24-13-01", "no month 13"),
+     ("2024-11-22", "four-digit year"), ("24/11/22", "'/'"), ("abc", "not a date"),
+     ("   ", "empty"), ("1" * 500, "too long"), ("٢٤-١١-٢٢", "0-9"),
+     ("24-11-22; import os", "not a date")],
+)  # fmt: skip
 def test_bad_input_is_an_inline_error(app, text: str, needle: str) -> None:
     app.text_input(key="date").input(text).run()
     assert not app.exception
-    assert len(app.error) == 1 and needle in app.error[0].value
+    assert len(app.error) == 1 and plain(needle) in app.error[0].value
     assert not [s for s in charts(app) if s["description"] == "attention heatmap"]
 
 
-def test_year_outside_the_window_warns_beside_the_guess(app) -> None:
+@pytest.mark.parametrize("text", ["**24**-11-22", "[a](http://e.com)", ":red[x]"])
+def test_typed_markdown_comes_back_as_plain_text(app, text: str) -> None:
+    app.text_input(key="date").input(text).run()
+    (error,) = app.error
+    message = session(app).converter.convert(text).error
+    assert text in message and error.value == plain(message)  # every mark escaped
+    assert "**24**" not in error.value and "](" not in error.value
+
+
+def test_a_year_outside_the_window_says_what_the_model_wrote(app) -> None:
     app.text_input(key="date").input("50-01-01").run()
-    assert not app.exception
-    assert len(app.warning) == 1 and "outside" in app.warning[0].value
-    assert not app.error
-    assert "01/Jan/" in markdown_text(app)  # the guess is still shown
+    assert not app.exception and not app.error
+    (warning,) = app.warning
+    output = re.search(r"`(\d\d/Jan/\d{4})`", markdown_text(app)).group(1)
+    assert "outside" in warning.value
+    assert plain(f"it wrote {output}") in warning.value  # not just "its century"
 
 
-def test_example_button_fills_the_date(app) -> None:
+def test_an_empty_answer_is_shown_as_nothing_with_every_token_missing(app) -> None:
+    trainer = Trainer(DataConfig(train_size=50, held_out_size=20),
+                      train_config=TrainConfig(epochs=1))  # fmt: skip
+    with torch.no_grad():
+        trainer.model.decoder.out.bias[2] = 100.0  # <EOS> at once
+    on(app, "train")
+    app.file_uploader(key="upload").set_value(
+        ("silent.pt", trainer.checkpoint().to_bytes(), "application/octet-stream")
+    )
+    app.run()
+    on(app, "convert")
+    text = markdown_text(app)
+    assert "### *(nothing)*" in text and "``" not in text
+    assert "9 missing" in text
+    (info,) = app.info
+    assert "output is empty" in info.value  # not "this model has no attention"
+
+
+def test_example_buttons_fill_the_date(app) -> None:
     app.button(key="example_74-01-01").click().run()
     assert app.text_input(key="date").value == "74-01-01"
     assert "`01/Jan/1974`" in markdown_text(app)
@@ -141,159 +222,215 @@ def test_beam_search_converts_too(app) -> None:
     assert "`22/Nov/2024`" in markdown_text(app)
 
 
-def start_short_training(
-    app: AppTest, epochs: int = 2, train_size: int = 300
-) -> AppTest:
-    app.number_input(key="epochs").set_value(epochs)
-    app.number_input(key="train_size").set_value(train_size)
-    return app.button(key="FormSubmitter:train_form-Train").click().run()
+# --- training in the background -----------------------------------------------------
 
 
-def test_training_draws_curves_and_switches_the_model(app) -> None:
-    start_short_training(app)
-    assert not app.exception
-    assert app.success and "Training finished" in app.success[-1].value
-    loss = chart(app, "training loss")
-    accuracy = chart(app, "held-out accuracy")
-    assert "exposure bias" in json.dumps(accuracy["title"])
-    # The rows passed with a chart are its only data: Altair's placeholder
-    # data set of one blank row would draw as an "undefined" series.
-    for spec in charts(app):
-        assert "datasets" not in spec and "data" not in spec
-        assert not [layer for layer in spec.get("layer", []) if "data" in layer]
-    assert len(loss["_rows"]) == 20  # 300 dates / 32 per batch = 10 steps, 2 epochs
-    measures = [r["measure"] for r in accuracy["_rows"]]
+def test_training_runs_in_the_background_and_its_model_is_used(app) -> None:
+    start_training(app)
+    job = session(app).training
+    assert job is not None and job.thread is not None
+    on(app, "convert")  # typing, switching pages: the run goes on
+    app.text_input(key="date").input("99-12-31").run()
+    on(app, "step")
+    assert not job.stop_requested
+    on(app, "train")
+    finish(app)
+    assert job.end == "finished" and job.steps == 20  # 300 dates / 32: 10 a epoch
+    assert app.success and "Training finished after 20 steps" in app.success[-1].value
+    assert "your model" in app.sidebar.markdown[0].value
+    assert app.sidebar.get("metric")  # its own held-out figure
+    loss, accuracy = chart(app, "training loss"), chart(app, "held-out accuracy")
+    assert len(rows(loss)) == 20
+    measures = [r["measure"] for r in rows(accuracy)]
     assert set(measures) == {"tokens, teacher-forced", "tokens, free-running",
                              "dates exact"}  # fmt: skip
-    # Every evaluation (each 25 steps and each epoch's end) measures both ways.
     assert measures.count("tokens, teacher-forced") == measures.count("dates exact")
-    assert "your model" in app.sidebar.markdown[0].value
-    # The new model is the one the Convert tab uses: its own held-out figure shows.
-    assert app.sidebar.get("metric")
+    # One x range for both, whole steps on the axis (never "25.000000").
+    x_loss, x_accuracy = loss["encoding"]["x"], accuracy["encoding"]["x"]
+    assert x_loss["scale"]["domain"] == x_accuracy["scale"]["domain"] == [0, 20]
+    assert x_loss["axis"]["format"] == x_accuracy["axis"]["format"] == "d"
+    # The subtitle is short lines: a narrow screen cuts none of its words.
+    subtitle = accuracy["title"]["subtitle"]
+    assert "exposure bias" in " ".join(subtitle) and max(map(len, subtitle)) <= 45
 
 
-def test_stop_request_keeps_a_usable_model(app) -> None:
-    # What the Stop button's callback does (AppTest cannot click mid-run; the
-    # browser test clicks it for real).
-    app.session_state["stop_requested"] = True
-    app.session_state["stop_requested_by_user"] = True
-    start_short_training(app)
-    assert not app.exception
-    (warning,) = tab(app, "Train").warning
+def test_progress_shows_the_steps_loss_and_counts_steps(app) -> None:
+    from ui.train_page import progress_text
+
+    start_training(app, epochs=2)
+    job = session(app).training
+    job.wait(TIMEOUT)
+    last_step_loss = job.trainer.result.step_losses[-1]
+    epoch_mean = job.trainer.result.history[-1]["loss"]
+    assert f"loss {last_step_loss:.4f} at this step" in progress_text(job)
+    assert f"{epoch_mean:.4f}" not in progress_text(job)
+    assert "Step 20 of at most 20" in progress_text(job)
+
+
+def test_stop_keeps_a_usable_model_and_its_held_out_figure(app) -> None:
+    start_training(app, epochs=30, train_size=20000)  # 18,750 steps: it would go on
+    job = session(app).training
+    job.stop()
+    finish(app)
+    assert job.end == "stopped"
+    (warning,) = app.warning
     assert "Training stopped after" in warning.value
     assert "your model" in app.sidebar.markdown[0].value
-    app.text_input(key="date").input("24-11-22").run()
+    assert app.sidebar.get("metric")  # measured even though no epoch ended
+    on(app, "convert")
     assert not app.exception and not app.error
-    # Untrained or not, the model answers with tokens, and the answer is checked.
     assert "Correct answer" in markdown_text(app)
 
 
+def test_a_session_runs_one_job_at_a_time(app) -> None:
+    start_training(app, epochs=30, train_size=20000)
+    job = session(app).training
+    try:
+        on(app, "compare")
+        assert app.button(key="FormSubmitter:compare_form-Compare").disabled
+        assert "one at a time" in " ".join(c.value for c in app.caption)
+        on(app, "train")
+        assert not app.get("form")  # the run's progress instead of the form
+        assert app.button(key="stop")
+    finally:
+        job.stop()
+        finish(app)
+
+
+def test_a_busy_server_refuses_a_run_with_a_reason(app, monkeypatch) -> None:
+    from ui import jobs
+
+    monkeypatch.setattr(jobs, "MAX_RUNNING_JOBS", 0)
+    start_training(app)
+    (error,) = app.error
+    assert "runs are going on this server" in error.value
+    assert session(app).training is None
+
+
+def test_a_diverging_run_is_flagged_with_the_learning_rate(first_start, monkeypatch):
+    at = open_app(first_start, monkeypatch, {"lr": "0.1", "train_size": "2000"})
+    from date_seq2seq import training
+
+    monkeypatch.setattr(training, "GROWTH_FACTOR", 0.0)  # any loss counts as growth
+    at.button(key="FormSubmitter:train_form-Train").click().run()
+    finish(at)
+    assert session(at).training.end == "diverged"
+    (error,) = at.error
+    assert "diverged" in error.value and "learning rate" in error.value
+
+
 def test_two_sessions_do_not_share_a_model(first_start, monkeypatch) -> None:
-    monkeypatch.setenv("DATE_SEQ2SEQ_HOME", str(first_start[0]))
-    one = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    two = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    start_short_training(one)
+    one = open_app(first_start, monkeypatch)
+    two = open_app(first_start, monkeypatch)
+    finish(start_training(one))
     two.run()
     assert "your model" in one.sidebar.markdown[0].value
     assert "the default model" in two.sidebar.markdown[0].value
-    assert one.session_state["converter"] is not two.session_state["converter"]
+    assert session(one).converter is not session(two).converter
+
+
+# --- files -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("payload", "needle"),
-    [
-        (b"", "empty"),
-        (b"not a checkpoint at all", "not a readable checkpoint"),
-        (b"PK\x03\x04" + b"\x00" * 64, "not a readable checkpoint"),
-    ],
-)
-def test_broken_upload_is_refused_with_a_reason(
-    app, payload: bytes, needle: str
-) -> None:
-    app.file_uploader(key="upload").set_value(
-        ("model.pt", payload, "application/octet-stream")
-    )
+    [(b"", "empty"), (b"not a checkpoint at all", "not a readable checkpoint"),
+     (b"PK\x03\x04" + b"\x00" * 64, "not a readable checkpoint")],
+)  # fmt: skip
+def test_a_broken_upload_is_refused_with_a_reason(app, payload, needle) -> None:
+    on(app, "train")
+    app.file_uploader(key="upload").set_value(("m.pt", payload, "application/x"))
     app.run()
     assert not app.exception
-    assert app.error and needle in app.error[0].value
+    assert app.error and plain(needle) in app.error[0].value
     assert "the default model" in app.sidebar.markdown[0].value
     app.file_uploader(key="upload").set_value(None).run()  # the file is removed
     assert not app.error  # and so is what was said about it
 
 
-def test_valid_upload_replaces_the_model(app, tmp_path) -> None:
-    trainer = Trainer(
-        DataConfig(train_size=50, held_out_size=20), train_config=TrainConfig(epochs=1)
-    )
+def test_a_valid_upload_replaces_the_model_its_name_shown_plainly(app) -> None:
+    trainer = Trainer(DataConfig(train_size=50, held_out_size=20),
+                      train_config=TrainConfig(epochs=1))  # fmt: skip
     trainer.run()
-    raw = trainer.checkpoint().to_bytes()
+    on(app, "train")
+    name = "[x](http:__e.invalid) **b**.pt"
     app.file_uploader(key="upload").set_value(
-        ("mine.pt", raw, "application/octet-stream")
+        (name, trainer.checkpoint().to_bytes(), "application/octet-stream")
     )
     app.run()
     assert not app.exception
-    assert "uploaded mine.pt" in app.sidebar.markdown[0].value
+    assert (
+        app.sidebar.markdown[0].value
+        == f"**Model in use:** {plain('uploaded ' + name)}"
+    )
 
 
-# --- shareable setups ---------------------------------------------------------
+def test_the_largest_model_the_form_allows_can_be_uploaded_again() -> None:
+    biggest = Setup(
+        attention="additive", cell="lstm", embedding=BOUNDS["embedding"][1],
+        hidden=BOUNDS["hidden"][1], layers=BOUNDS["layers"][1], epochs=1,
+        batch=max(CHOICES["batch"]), train_size=50,
+    )  # fmt: skip
+    trainer = Trainer(*biggest.configs())  # untrained: the size is the same
+    raw = trainer.checkpoint().to_bytes()
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    upload_limit = config["server"]["maxUploadSize"] * 1024 * 1024
+    assert len(raw) < upload_limit == checkpoint.MAX_BYTES
+    assert checkpoint.load(raw).model.cfg == trainer.model_config
 
 
-def open_with(first_start, monkeypatch, params: dict[str, str]) -> AppTest:
-    monkeypatch.setenv("DATE_SEQ2SEQ_HOME", str(first_start[0]))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params = dict(params)
-    return at.run()
+# --- shareable setups --------------------------------------------------------------
 
 
-def test_a_link_fills_the_train_form(first_start, monkeypatch) -> None:
+def test_a_link_opens_the_train_page_filled_in(first_start, monkeypatch) -> None:
     link = {"attention": "additive", "cell": "gru", "epochs": "3", "lr": "1e-3",
             "sampling": "0.5", "probe": "99-12-31"}  # fmt: skip
-    at = open_with(first_start, monkeypatch, link)
-    assert not at.exception and not at.warning
-    assert at.selectbox(key="attention").value == "additive"
+    at = open_app(first_start, monkeypatch, link)
+    assert not at.warning
+    assert at.selectbox(key="attention").value == "additive"  # the Train page's form
     assert at.selectbox(key="cell").value == "gru"
     assert at.number_input(key="epochs").value == 3
     assert at.select_slider(key="lr").value == 1e-3
     assert at.slider(key="sampling").value == 0.5
     assert at.text_input(key="probe").value == "99-12-31"
     assert at.number_input(key="hidden").value == 32  # not in the link: default
-    assert at.session_state["first_tab"] == "Train"
 
 
 @pytest.mark.parametrize(
     ("params", "needles"),
     [
         ({"epochs": "lots"}, ["epochs=lots: not a whole number; using 30"]),
-        ({"epochs": "100000", "lr": "0.5"}, ["from 1 to 200", "must be one of"]),
-        ({"hidden": "-1", "cell": "tcn"}, ["from 2 to 512", "must be one of lstm"]),
+        ({"epochs": "100000", "lr": "0.5"}, ["from 1 to 50", "must be one of"]),
+        ({"hidden": "-1", "cell": "tcn"}, ["from 2 to 256", "must be one of lstm"]),
         ({"dropout": "nan"}, ["dropout=nan:"]),
         ({"probe": "24-02-30"}, ["29 days"]),
         ({"bogus": "1"}, ["bogus is not a setting"]),
         ({"seed": "9" * 400}, ["too long for a number"]),
         ({"seed": "9" * 30}, ["from 0 to 2147483647"]),
+        (
+            {"epochs": "50", "train_size": "20000", "batch": "16"},
+            ["a run takes at most 20,000", "using 16 epochs"],
+        ),
     ],
 )
 def test_bad_link_values_are_reported_and_fall_back(
     first_start, monkeypatch, params, needles
 ) -> None:
-    at = open_with(first_start, monkeypatch, {**params, "batch": "64"})
-    assert not at.exception
+    at = open_app(first_start, monkeypatch, {"batch": "64", **params})
     (warning,) = at.warning
     assert "cannot be used" in warning.value
-    problems = at.code[0].value  # the first code on the page: above the tabs
+    problems = at.code[0].value  # the first code on the page: above it
     assert all(needle in problems for needle in needles), problems
     assert len(problems) < 1000  # a long value is not echoed in full
-    for name in params:
-        if name != "bogus":
-            assert at.session_state[name] == getattr(Setup(), name)
-    assert at.select_slider(key="batch").value == 64  # the good value is kept
+    if "batch" not in params:
+        assert at.select_slider(key="batch").value == 64  # a good value is kept
+    on(at, "convert")
     assert "22/Nov/2024" in markdown_text(at)  # the app works as usual
 
 
 def test_a_link_cannot_put_markdown_on_the_page(first_start, monkeypatch) -> None:
     link = {"a`[login](//ev.il)": "1", "probe": "`[x](//ev.il)"}
-    at = open_with(first_start, monkeypatch, link)
-    assert not at.exception
+    at = open_app(first_start, monkeypatch, link)
     assert "[login](//ev.il)" in at.code[0].value  # shown, as plain text
     elements = [*at.markdown, *at.caption, *at.warning, *at.info, *at.error]
     assert not [e.value for e in elements if "ev.il" in e.value]
@@ -301,58 +438,87 @@ def test_a_link_cannot_put_markdown_on_the_page(first_start, monkeypatch) -> Non
 
 def test_training_puts_the_setup_in_the_link(app) -> None:
     assert app.query_params == {}
-    app.slider(key="sampling").set_value(0.25)
-    start_short_training(app)
-    assert not app.exception
+    finish(start_training(app, sampling=0.25))
     params = {
         k: v[0] if isinstance(v, list) else v for k, v in app.query_params.items()
     }
     setup, problems = Setup.from_params(params)
     assert problems == []
     assert (setup.epochs, setup.train_size, setup.sampling) == (2, 300, 0.25)
-    (code,) = tab(app, "Train").code
+    (code,) = app.code
     assert "epochs=2" in code.value and "train_size=300" in code.value
 
 
-# --- step through ---------------------------------------------------------------
+@pytest.mark.parametrize(("probe", "needle"), [("24-02-30", "29 days"),
+                                               ("50-01-01", "outside")])  # fmt: skip
+def test_a_bad_probe_date_is_refused_before_training(app, probe, needle) -> None:
+    start_training(app, probe=probe)
+    (error,) = app.error
+    assert "cannot be trained" in error.value and plain(needle) in error.value
+    assert session(app).training is None
+    assert app.query_params == {}  # nor written into the link
 
 
-def test_step_through_shows_query_scores_weights_context_and_top(app) -> None:
-    page = tab(app, "Step through")
-    assert "Walk one conversion step by step" in page.markdown[0].value
+# --- step through ----------------------------------------------------------------
+
+
+def test_step_through_shows_the_five_stages_in_reading_order(app) -> None:
+    on(app, "step")
     app.select_slider(key="walk_step").set_value(4).run()  # emits "Nov"
     assert not app.exception
-    scores = [r["value"] for r in chart(app, "attention scores")["_rows"]]
-    weights = [r["value"] for r in chart(app, "attention weights")["_rows"]]
-    assert len(scores) == len(weights) == 8
+    order = [s["description"] for s in charts(app)]
+    assert order == ["query vector", "attention scores", "attention weights",
+                     "context vector", "top outputs"]  # fmt: skip
+    scores = [r["value"] for r in rows(chart(app, "attention scores"))]
+    weights = [r["value"] for r in rows(chart(app, "attention weights"))]
     softmax = [math.exp(x - max(scores)) for x in scores]
     assert weights == pytest.approx([x / sum(softmax) for x in softmax], abs=1e-6)
-    assert len(chart(app, "query vector")["_rows"]) == 32  # hidden size
-    assert len(chart(app, "context vector")["_rows"]) == 32
-    top = chart(app, "top outputs")["_rows"]
+    assert len(rows(chart(app, "query vector"))) == 32  # hidden size
+    assert len(rows(chart(app, "context vector"))) == 32
+    top = rows(chart(app, "top outputs"))
     assert top[0]["token"] == "Nov" and len(top) == 5
     assert "Fed in: `/`" in markdown_text(app)
 
 
 def test_forcing_a_token_decodes_on_from_it(app) -> None:
+    on(app, "step")
     app.selectbox(key="force_token_0").set_value("3")
     app.button(key="force_0").click().run()
     assert not app.exception
-    page = tab(app, "Step through")
-    assert ":violet-background[3]" in page.markdown[1].value
-    (info,) = page.info
+    assert ":violet-background[3]" in markdown_text(app)
+    (info,) = app.info
     assert "After the token forced at step 1" in info.value
     app.select_slider(key="walk_step").set_value(2).run()
     assert "Fed in: `3`" in markdown_text(app)
     app.button(key="clear_forced").click().run()
-    assert "violet" not in tab(app, "Step through").markdown[1].value
-    # A new date forgets the forced tokens.
-    app.button(key="force_1").click().run()
+    assert "violet" not in markdown_text(app)
+    app.button(key="force_1").click().run()  # a new date forgets forced tokens
     app.text_input(key="walk_date").input("99-12-31").run()
-    assert not tab(app, "Step through").info
+    assert not app.info
+
+
+def test_a_forced_end_is_not_called_a_recovery(app) -> None:
+    on(app, "step")
+    app.selectbox(key="force_token_0").set_value("9")
+    app.button(key="force_0").click().run()
+    app.select_slider(key="walk_step").set_value(3).run()
+    app.selectbox(key="force_token_2").set_value("<EOS>")
+    app.button(key="force_2").click().run()
+    (info,) = app.info
+    assert "7 token(s) short" in info.value and "did not recover" in info.value
+
+
+def test_forcing_the_end_at_the_first_step_leaves_one_step(app) -> None:
+    on(app, "step")
+    app.selectbox(key="force_token_0").set_value("<EOS>")
+    app.button(key="force_0").click().run()
+    assert app.select_slider(key="walk_step").options == ["1"]
+    (info,) = app.info
+    assert "ended the output" in info.value and "chose nothing after it" in info.value
 
 
 def test_emit_instead_shows_the_token_of_the_path_shown(app) -> None:
+    on(app, "step")
     app.selectbox(key="force_token_0").set_value("<EOS>")
     app.button(key="force_0").click().run()
     app.text_input(key="walk_date").input("99-12-31").run()  # 31/Dec/1999
@@ -360,198 +526,189 @@ def test_emit_instead_shows_the_token_of_the_path_shown(app) -> None:
     app.selectbox(key="force_token_0").set_value("1")
     app.button(key="force_0").click().run()
     app.select_slider(key="walk_step").set_value(2).run()
-    emitted = tab(app, "Step through").markdown[4].value  # "Emitted: `x`"
-    assert f"`{app.selectbox(key='force_token_1').value}`" in emitted
-    app.button(key="clear_forced").click().run()
-    app.select_slider(key="walk_step").set_value(1).run()
-    assert app.selectbox(key="force_token_0").value == "3"
-    assert not app.exception
+    assert f"Emitted: `{app.selectbox(key='force_token_1').value}`" in markdown_text(
+        app
+    )
 
 
 def test_a_half_trained_model_can_be_stepped_through(first_start, monkeypatch):
     weak = {"train_size": "50", "epochs": "1", "batch": "256", "seed": "0",
             "attention": "general", "lr": "0.001"}  # fmt: skip
-    at = open_with(first_start, monkeypatch, weak)
+    at = open_app(first_start, monkeypatch, weak)
     at.button(key="FormSubmitter:train_form-Train").click().run()
-    assert not at.exception
-    emitted = [tab(at, "Step through").markdown[4].value]
-    for step in range(2, len(at.select_slider(key="walk_step").options) + 1):
+    finish(at)
+    on(at, "step")
+    emitted = []
+    for step in range(1, len(at.select_slider(key="walk_step").options) + 1):
         at.select_slider(key="walk_step").set_value(step).run()
         assert not at.exception
-        emitted.append(tab(at, "Step through").markdown[4].value)
-    assert any("<PAD>" in e or "<GO>" in e for e in emitted), emitted
-    assert "nothing" not in " ".join(i.value for i in tab(at, "Exposure bias").info)
+        emitted.append(re.search(r"Emitted: (\S+)", markdown_text(at)).group(1))
+    assert "`<PAD>`" in emitted or "`<GO>`" in emitted, emitted
 
 
 @pytest.mark.parametrize(("text", "needle"), [("24-02-30", "29 days"), ("", "empty")])
 def test_step_through_bad_date_is_an_inline_error(app, text, needle) -> None:
+    on(app, "step")
     app.text_input(key="walk_date").input(text).run()
-    assert not app.exception
-    (error,) = tab(app, "Step through").error
-    assert needle in error.value
+    (error,) = app.error
+    assert plain(needle) in error.value
 
 
-# --- exposure bias --------------------------------------------------------------
+def test_a_model_without_attention_steps_through_without_scores(app) -> None:
+    finish(start_training(app, attention="none"))
+    on(app, "step")
+    assert "no attention" in app.info[0].value
+    descriptions = {s["description"] for s in charts(app)}
+    assert descriptions == {"query vector", "top outputs"}
 
 
-def test_exposure_lab_of_a_right_model_feeds_both_runs_alike(app) -> None:
-    page = tab(app, "Exposure bias")
-    assert "exposure bias" in page.markdown[0].value
-    assert not page.button  # the default model gets every held-out date right
-    (success,) = page.success
+# --- exposure bias ---------------------------------------------------------------
+
+
+def test_the_lab_of_a_right_model_feeds_both_runs_alike(app) -> None:
+    on(app, "exposure")
+    assert not [b for b in app.button if b.key.startswith("lab_")]
+    (success,) = app.success
     assert "same tokens all the way" in success.value
-    table = page.dataframe[0].value
+    table = app.dataframe[0].value
     assert list(table.loc["teacher forcing: fed"]) == list(
         table.loc["free-running: fed"]
     )
 
 
-def test_exposure_lab_shows_where_a_weak_model_parts(app) -> None:
-    start_short_training(app, epochs=1, train_size=200)
-    page = tab(app, "Exposure bias")
-    assert page.button, "a weak model gets some held-out dates wrong"
-    wrong = page.button[0].label
-    page.button[0].click().run()
-    assert not app.exception
-    assert app.text_input(key="lab_date").value == wrong
-    page = tab(app, "Exposure bias")
-    (info,) = page.info
-    first = int(re.search(r"From step (\d+)", info.value).group(1))
-    table = page.dataframe[0].value
-    fed_tf = list(table.loc["teacher forcing: fed"])
-    fed_free = list(table.loc["free-running: fed"])
-    emits = list(table.loc["free-running: emits"])
-    right = list(table.loc["right answer"])
+def test_the_lab_shows_where_a_weak_model_parts(app) -> None:
+    finish(start_training(app, epochs=1, train_size=200))  # the README's recipe
+    on(app, "exposure")
+    wrong = [b for b in app.button if b.key.startswith("lab_")]
+    assert wrong, "a weak model gets some held-out dates wrong"
+    wrong[0].click().run()
+    assert app.text_input(key="lab_date").value == wrong[0].label
+    (info,) = app.info
+    first = int(re.search(r"At step (\d+)", info.value).group(1))
+    table = app.dataframe[0].value
+    fed_tf, fed_free = (
+        list(table.loc["teacher forcing: fed"]),
+        list(table.loc["free-running: fed"]),
+    )
+    emits, right = (
+        list(table.loc["free-running: emits"]),
+        list(table.loc["right answer"]),
+    )
     assert fed_tf[1:10] == right[:9]  # teacher forcing feeds the right answer
     for t in range(1, len(fed_free)):  # the free run is fed what it emitted
         assert fed_free[t] == ("" if emits[t - 1] == "<EOS>" else emits[t - 1])
     assert fed_free[: first - 1] == fed_tf[: first - 1]
     assert fed_free[first - 1] != fed_tf[first - 1]
+    (caption,) = [c.value for c in app.main.caption if "Amber" in c.value]
+    assert "from here on" not in caption and "at this step" in caption
 
 
 @pytest.mark.parametrize(
     ("text", "needle"),
     [("24-02-30", "29 days"), ("50-01-01", "needs the right answer"), ("x", "not")],
 )
-def test_exposure_lab_bad_date_is_an_inline_error(app, text, needle) -> None:
+def test_the_lab_bad_date_is_an_inline_error(app, text, needle) -> None:
+    on(app, "exposure")
     app.text_input(key="lab_date").input(text).run()
-    assert not app.exception
-    (error,) = tab(app, "Exposure bias").error
-    assert needle in error.value
+    (error,) = app.error
+    assert plain(needle) in error.value
 
 
-# --- attention forming ----------------------------------------------------------
+def test_a_model_without_held_out_dates_still_opens_the_lab(app) -> None:
+    trainer = Trainer(DataConfig(train_size=50, held_out_size=0),
+                      train_config=TrainConfig(epochs=1))  # fmt: skip
+    trainer.run()
+    on(app, "train")
+    app.file_uploader(key="upload").set_value(
+        ("bare.pt", trainer.checkpoint().to_bytes(), "application/octet-stream")
+    )
+    app.run()
+    on(app, "exposure")
+    assert not app.get("metric")  # nothing held out to score
+    assert app.dataframe  # the probe date is still compared step by step
+
+
+# --- attention forming -------------------------------------------------------------
 
 
 def test_attention_forming_replays_the_recorded_snapshots(app) -> None:
-    assert "Train a model" in tab(app, "Attention forming").info[0].value
-    app.number_input(key="snapshot_every").set_value(3)
-    start_short_training(app)  # 20 steps
-    assert not app.exception
+    on(app, "forming")
+    assert "Train a model" in app.info[0].value
+    finish(start_training(app, snapshot_every=3))  # 20 steps
+    on(app, "forming")
     slider = app.select_slider(key="forming_step")
     assert slider.options == [str(s) for s in (0, 3, 6, 9, 12, 15, 18, 20)]
     assert slider.value == 20
-    late = chart(app, "attention forming heatmap")["_rows"]
+    late = rows(chart(app, "attention forming heatmap"))
     slider.set_value(0).run()
-    early = chart(app, "attention forming heatmap")["_rows"]
-    for rows in (early, late):
+    early = rows(chart(app, "attention forming heatmap"))
+    for cells in (early, late):
         sums: dict[int, float] = defaultdict(float)
-        for row in rows:
+        for row in cells:
             sums[row["output_step"]] += row["weight"]
         assert len(sums) == 9 and all(abs(v - 1) < 1e-5 for v in sums.values())
     assert [r["weight"] for r in early] != [r["weight"] for r in late]
     assert max(r["weight"] for r in early) < 0.3  # untrained: a blur
-    sharpness = chart(app, "sharpness")["_rows"]
+    sharpness = rows(chart(app, "sharpness"))
     assert [r["step"] for r in sharpness] == [0, 3, 6, 9, 12, 15, 18, 20]
     assert sharpness[0]["sharpness"] < sharpness[-1]["sharpness"]
 
 
 def test_attention_forming_without_attention(app) -> None:
-    app.selectbox(key="attention").set_value("none")
-    start_short_training(app)
-    assert not app.exception
-    (info,) = tab(app, "Attention forming").info
+    finish(start_training(app, attention="none"))
+    on(app, "forming")
+    (info,) = app.info
     assert "no attention" in info.value
 
 
-# --- compare runs ---------------------------------------------------------------
+# --- compare runs --------------------------------------------------------------------
 
 
-def test_compare_runs_overlays_curves_and_breaks_down_errors(app) -> None:
-    app.multiselect(key="compare_attention").set_value(["none", "additive"])
-    app.number_input(key="compare_epochs").set_value(1)
-    app.number_input(key="compare_train_size").set_value(400)
-    app.button(key="FormSubmitter:compare_form-Compare").click().run()
-    assert not app.exception
-    page = tab(app, "Compare runs")
-    table = page.dataframe[0].value
-    assert list(table["variant"]) == ["none · LSTM", "additive · LSTM"]
-    assert list(table["epochs"]) == [1, 1]
+def start_comparison(at: AppTest, kinds: list[str], epochs: int, size: int) -> None:
+    on(at, "compare")
+    at.multiselect(key="compare_attention").set_value(kinds)
+    at.number_input(key="compare_epochs").set_value(epochs)
+    at.number_input(key="compare_train_size").set_value(size)
+    at.button(key="FormSubmitter:compare_form-Compare").click().run()
+    assert not at.exception
+
+
+def test_compare_runs_ranks_by_steps_and_breaks_down_errors(app) -> None:
+    start_comparison(app, ["none", "dot"], epochs=2, size=2000)
+    finish(app)
+    table = app.dataframe[0].value
+    assert set(table["variant"]) == {"none · LSTM", "dot · LSTM"}
+    reached = list(table["steps to 100%"])
+    # A lasting 100% first, by steps; only a run that ended at 100% has a figure.
+    assert table["variant"].iloc[0] == "dot · LSTM" and int(reached[0]) > 0
+    for steps, ended_at in zip(reached, table["exact"], strict=True):
+        assert (steps == "–") == (ended_at != "100.0%")
     curves = chart(app, "compared curves")
-    assert {r["variant"] for r in curves["_rows"]} == set(table["variant"])
-    errors = page.dataframe[1].value  # one epoch on 400 dates: not perfect
-    assert (errors["wrong"] > 0).all()
-    assert (errors["wrong"] >= errors[["day", "month", "year"]].max(axis=1)).all()
-    confusion = chart(app, "month confusion")["_rows"]
-    assert sum(r["count"] for r in confusion) == 1000  # every held-out date
-    app.selectbox(key="confusion_variant").set_value(errors["variant"].iloc[-1]).run()
-    assert not app.exception
+    scale = curves["layer"][0]["encoding"]["color"]["scale"]
+    colour = dict(zip(scale["domain"], scale["range"], strict=True))
+    assert colour == {"none · LSTM": "#7f7f7f", "dot · LSTM": "#1f77b4"}  # fixed
+    assert {r["variant"] for r in rows(curves)} == set(table["variant"])
+    errors = app.dataframe[1].value  # no attention: not perfect
+    assert list(errors["variant"]) == ["none · LSTM"]
+    confusion = chart(app, "month confusion")
+    assert sum(r["count"] for r in rows(confusion)) == 1000  # every held-out date
+    x_axis = confusion["layer"][0]["encoding"]["x"]["axis"]
+    assert x_axis["labelOverlap"] is False  # every month named, on a small screen too
+
+
+def test_a_stopped_comparison_speaks_of_the_trained_variants_only(app) -> None:
+    start_comparison(app, ["dot", "general", "additive"], epochs=20, size=4000)
+    job = session(app).comparison
+    job.stop()
+    finish(app)
+    trained = len(job.comparison.reports)
+    assert trained < 3
+    text = " ".join(e.value for e in [*app.caption, *app.success, *app.info])
+    assert f"{3 - trained} variant(s) not trained" in text or trained == 0
+    assert "Every variant converts" not in text
 
 
 def test_compare_with_nothing_chosen_says_so(app) -> None:
-    app.multiselect(key="compare_attention").set_value([])
-    app.button(key="FormSubmitter:compare_form-Compare").click().run()
-    assert not app.exception
-    (error,) = tab(app, "Compare runs").error
+    start_comparison(app, [], epochs=1, size=400)
+    (error,) = app.error
     assert "choose at least one variant" in error.value
-
-
-def test_forcing_the_end_at_the_first_step_leaves_one_step(app) -> None:
-    app.selectbox(key="force_token_0").set_value("<EOS>")
-    app.button(key="force_0").click().run()
-    assert not app.exception
-    assert app.select_slider(key="walk_step").options == ["1"]
-    (info,) = tab(app, "Step through").info
-    assert "ended the output: the model chose nothing after it" in info.value
-
-
-def test_a_model_without_attention_steps_through_without_scores(app) -> None:
-    app.selectbox(key="attention").set_value("none")
-    start_short_training(app)
-    assert not app.exception
-    assert "no attention" in tab(app, "Step through").info[0].value
-    descriptions = {s["description"] for s in charts(app)}
-    assert {"query vector", "top outputs"} <= descriptions
-    assert not descriptions & {
-        "attention scores",
-        "attention weights",
-        "context vector",
-    }
-
-
-def test_a_model_without_held_out_dates_still_opens_the_lab(app) -> None:
-    trainer = Trainer(
-        DataConfig(train_size=50, held_out_size=0), train_config=TrainConfig(epochs=1)
-    )
-    trainer.run()
-    raw = trainer.checkpoint().to_bytes()
-    app.file_uploader(key="upload").set_value(
-        ("bare.pt", raw, "application/octet-stream")
-    )
-    app.run()
-    assert not app.exception
-    page = tab(app, "Exposure bias")
-    assert not page.get("metric") and not page.button  # nothing held out to score
-    assert page.dataframe  # the probe date is still compared step by step
-
-
-@pytest.mark.parametrize(("probe", "needle"), [("24-02-30", "29 days"),
-                                               ("50-01-01", "outside")])  # fmt: skip
-def test_a_bad_probe_date_is_refused_before_training(app, probe, needle) -> None:
-    app.text_input(key="probe").input(probe)
-    start_short_training(app)
-    assert not app.exception
-    (error,) = tab(app, "Train").error
-    assert "cannot be trained" in error.value and needle in error.value
-    assert "the default model" in app.sidebar.markdown[0].value  # nothing trained
-    assert app.query_params == {}  # nor written into the link

@@ -1,0 +1,1 @@
+"""The Streamlit app's pages, charts, session state and background jobs."""

@@ -1,0 +1,135 @@
+"""Convert: type a date; see the answer beside the calendar's, and where it looked."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from date_seq2seq.converter import Conversion, Converter
+from ui import charts
+from ui.state import EXAMPLES, Session, session
+from ui.text import code, plain
+
+
+def marked_tokens(result: Conversion) -> str:
+    """The output tokens, each on green if right and red if wrong."""
+    marks = result.token_correct()
+    if marks is None:
+        return " ".join(code(t) for t in result.tokens)
+    missing = len(result.expected_tokens or ()) - len(result.tokens)
+    parts = [
+        f":{'green' if ok else 'red'}-background[{plain(token)}]"
+        for token, ok in zip(result.tokens, marks, strict=True)
+    ]
+    parts += [":red-background[∅]"] * max(missing, 0)
+    return " ".join(parts)
+
+
+def set_date(text: str) -> None:
+    st.session_state.date = text
+
+
+def model_to_use(this: Session) -> Converter:
+    """The model in use, or – while a run trains – its model so far, if chosen."""
+    job = this.training
+    live = job.live_converter() if job is not None and job.running else None
+    if live is None:
+        st.caption(f"Converting with {plain(this.model_name)}.")
+        return this.converter
+    step, converter = live
+    choice = st.radio(
+        "Convert with",
+        [f"{this.model_name} (in use)", f"the model training now, as of step {step:,}"],
+        key="convert_with",
+        horizontal=True,
+        help="The run replaces the model in use when it ends.",
+    )
+    return converter if choice.startswith("the model training") else this.converter
+
+
+def result_ui(result: Conversion) -> None:
+    out_col, want_col = st.columns(2)
+    with out_col:
+        st.markdown("**Model output**")
+        if result.output:
+            st.markdown(f"### {code(result.output)}")
+        else:  # a half-trained model may end at once
+            st.markdown("### *(nothing)*")
+        st.markdown(marked_tokens(result))
+    with want_col:
+        st.markdown("**Correct answer** (from the calendar)")
+        st.markdown(f"### {code(result.expected or '?')}")
+        if result.correct is True:
+            st.success("Right, token for token.", icon=":material/check:")
+        elif result.correct is False:
+            differ = sum(not ok for ok in result.token_correct() or [])
+            missing = max(0, len(result.expected_tokens) - len(result.tokens))
+            said = f"{differ} token(s) differ" if differ else "no token differs"
+            if missing:
+                said += f", {missing} missing (∅)"
+            st.markdown(f":red[**Wrong:** {said}, marked red.]")
+
+
+def convert_page() -> None:
+    this = session()
+    st.title("Convert a date")
+    st.caption(
+        "A character-level LSTM encoder-decoder rewrites `24-11-22` as "
+        "`22/Nov/2024`. Type a date and see where it looked."
+    )
+    converter = model_to_use(this)
+    with st.container(horizontal=True, gap="small"):  # wraps on a narrow screen
+        for example in EXAMPLES:
+            st.button(example, key=f"example_{example}", on_click=set_date,
+                      args=(example,))  # fmt: skip
+    left, right = st.columns([3, 2])
+    st.session_state.setdefault("date", EXAMPLES[0])
+    text = left.text_input(
+        "Date as yy-mm-dd", key="date", placeholder="24-11-22", help=(
+            "Two-digit year, month, day: 24-11-22 is 22 November 2024. The model "
+            f"was trained on {converter.window.describe()}."
+        ),
+    )  # fmt: skip
+    search = right.radio(
+        "Decoding", ["greedy", "beam search"], key="search", horizontal=True
+    )
+    beam = right.slider("Beam width", 2, 8, 3, key="beam") if search != "greedy" else 1
+    walked = converter.step_through(text, top_k=3)  # one decode: answer and steps
+    result = walked.conversion if beam == 1 else converter.convert(text, beam)
+    if result.error:
+        st.error(plain(result.error), icon=":material/error:")
+        return
+    if result.warning:
+        st.warning(
+            plain(result.warning) + " There is no right answer to check it against.",
+            icon=":material/warning:",
+        )
+    result_ui(result)
+    if converter.model.cfg.attention == "none":
+        st.info("This model has no attention, so there is no heatmap to show.")
+    elif result.attention is None:
+        st.info("The output is empty, so there are no attention rows to show.")
+    else:
+        st.markdown("#### Where the model looked")
+        st.caption(
+            "Each row is one output token; the cells are the softmax attention "
+            "weights over the input characters when it was produced (rows sum to 1)."
+        )
+        heatmap = charts.attention_chart(
+            result.input, result.tokens, result.attention, "attention heatmap"
+        )
+        st.vega_lite_chart(heatmap, width="stretch", key="heatmap")
+    st.markdown("#### Step by step (greedy)")
+    table = [
+        {
+            "step": i + 1,
+            "fed in": s.fed,
+            "emitted": s.chosen,
+            **{f"#{r + 1}": f"{token}  {p:.1%}" for r, (token, p) in enumerate(s.top)},
+        }
+        for i, s in enumerate(walked.steps)
+    ]
+    st.dataframe(table, hide_index=True, width="stretch", key="steps")
+
+
+if __name__ == "__main__":  # Streamlit runs a page as __main__; tests import it
+    convert_page()
