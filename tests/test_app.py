@@ -571,9 +571,7 @@ def test_the_lab_of_a_right_model_feeds_both_runs_alike(app) -> None:
     (success,) = app.success
     assert "same tokens all the way" in success.value
     table = app.dataframe[0].value
-    assert list(table.loc["teacher forcing: fed"]) == list(
-        table.loc["free-running: fed"]
-    )
+    assert list(table["teacher: fed"]) == list(table["free: fed"])
 
 
 def test_the_lab_shows_where_a_weak_model_parts(app) -> None:
@@ -587,13 +585,10 @@ def test_the_lab_shows_where_a_weak_model_parts(app) -> None:
     first = int(re.search(r"At step (\d+)", info.value).group(1))
     table = app.dataframe[0].value
     fed_tf, fed_free = (
-        list(table.loc["teacher forcing: fed"]),
-        list(table.loc["free-running: fed"]),
+        list(table["teacher: fed"]),
+        list(table["free: fed"]),
     )
-    emits, right = (
-        list(table.loc["free-running: emits"]),
-        list(table.loc["right answer"]),
-    )
+    emits, right = list(table["free: emits"]), list(table["answer"])
     assert fed_tf[1:10] == right[:9]  # teacher forcing feeds the right answer
     for t in range(1, len(fed_free)):  # the free run is fed what it emitted
         assert fed_free[t] == ("" if emits[t - 1] == "<EOS>" else emits[t - 1])
@@ -678,7 +673,7 @@ def test_compare_runs_ranks_by_steps_and_breaks_down_errors(app) -> None:
     finish(app)
     table = app.dataframe[0].value
     assert set(table["variant"]) == {"none · LSTM", "dot · LSTM"}
-    reached = list(table["steps to 100%"])
+    reached = list(table["100% at"])
     # A lasting 100% first, by steps; only a run that ended at 100% has a figure.
     assert table["variant"].iloc[0] == "dot · LSTM" and int(reached[0]) > 0
     for steps, ended_at in zip(reached, table["exact"], strict=True):

@@ -536,6 +536,15 @@ def test_compare_runs_and_stop_a_comparison(app_page: Page, server: Server) -> N
         expect(main.get_by_text("Every variant converts")).to_have_count(0)
         assert_no_traceback(page)
         assert_charts_quiet(server)
+        # On a projector (1280x720 at 150%: 853 CSS pixels) the results fit.
+        page.set_viewport_size({"width": 853, "height": 480})
+        page.wait_for_timeout(500)
+        scrolls = page.evaluate(
+            """() => [...document.querySelectorAll(
+                '[data-testid="stDataFrame"] .dvn-scroller')]
+                .filter(el => el.scrollWidth > el.clientWidth + 1).length"""
+        )
+        assert not scrolls, "a results table scrolls sideways on a projector"
 
 
 @pytest.mark.parametrize(
@@ -579,6 +588,13 @@ def test_small_screens_and_projectors_cut_nothing(
                         .map(el => el.textContent).filter(t => t.includes('…'))"""
                 )
                 assert not cut_in_charts, f"{name}: chart text cut: {cut_in_charts}"
+                # Tables fit too: nothing to scroll sideways inside them.
+                wide_tables = page.evaluate(
+                    """() => [...document.querySelectorAll(
+                        '[data-testid="stDataFrame"] .dvn-scroller')]
+                        .filter(el => el.scrollWidth > el.clientWidth + 1).length"""
+                )
+                assert not wide_tables, f"{name}: a table scrolls sideways"
                 main = page.locator('[data-testid="stMainBlockContainer"]')
                 wide = main.evaluate("el => el.scrollWidth - el.clientWidth")
                 assert wide <= 1, f"{name}: {wide} px wider than the page"

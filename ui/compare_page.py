@@ -14,7 +14,8 @@ from ui.jobs import ComparisonJob, ServerBusy
 from ui.state import Session, session, session_alive_check
 from ui.text import plain
 
-ENDINGS = {"target": "reached 100%", "epochs": "ran every epoch",
+# Short words: the table fits a projector's screen without scrolling sideways.
+ENDINGS = {"target": "at 100%", "epochs": "all epochs",
            "requested": "stopped", "interrupted": "stopped",
            "diverged": "diverged"}  # fmt: skip
 
@@ -97,7 +98,8 @@ def report_rows(reports: Sequence[RunReport]) -> list[dict[str, object]]:
     """One row per trained variant, the fastest to a lasting 100% first.
 
     Steps are the measure: seconds depend on what else the machine does.
-    "Steps to 100%" is given only for a run that ended at 100%.
+    "100% at" (the step of the first check at 100%) is given only for a run
+    that ended at 100%.
     """
 
     def lasting(r: RunReport) -> int | None:
@@ -113,9 +115,9 @@ def report_rows(reports: Sequence[RunReport]) -> list[dict[str, object]]:
             "exact": f"{r.metrics['exact_match']:.1%}",
             "tokens": f"{r.metrics['token_accuracy']:.1%}",
             "BLEU": round(r.metrics["bleu"], 3),
-            "steps to 100%": f"{lasting(r):,}" if lasting(r) else "–",
+            "100% at": f"{lasting(r):,}" if lasting(r) else "–",
             "steps": r.steps,
-            "seconds": round(r.seconds, 1),
+            "s": round(r.seconds, 1),
             "ended": ENDINGS.get(r.stop_reason, r.stop_reason),
         }
         for r in ranked

@@ -17,32 +17,36 @@ CELL_WRONG = "background-color: #fbd5d5"
 CELL_OWN = "background-color: #fde9c4"
 
 
+# Short headers, so five columns fit a projector's screen without scrolling.
+SERIES = ("answer", "teacher: fed", "teacher: emits", "free: fed", "free: emits")
+
+
 def exposure_table(got: Exposure) -> Styler:
-    """One row per series, one column per step: the two runs side by side.
+    """One row per step, the two runs side by side in columns (narrow screens
+    read it down, without scrolling sideways).
 
     Emitted tokens are green when right and red when wrong; a free-running
     input is amber at each step where it is not what teacher forcing feeds.
     """
     steps = got.steps
-    rows = {
-        "right answer": [x.target for x in steps],
-        "teacher forcing: fed": [x.teacher_fed for x in steps],
-        "teacher forcing: emits": [x.teacher_chose for x in steps],
-        "free-running: fed": [x.free_fed for x in steps],
-        "free-running: emits": [x.free_chose for x in steps],
-    }
-    table = pd.DataFrame.from_dict(rows, orient="index").fillna("")
-    table.columns = [str(t + 1) for t in range(len(steps))]
+    columns = zip(
+        *((s.target, s.teacher_fed, s.teacher_chose, s.free_fed, s.free_chose)
+          for s in steps),
+        strict=True,
+    )  # fmt: skip
+    table = pd.DataFrame(dict(zip(SERIES, columns, strict=True))).fillna("")
+    table.index = [str(t + 1) for t in range(len(steps))]
+    table.index.name = "step"
 
     def colours(_: pd.DataFrame) -> pd.DataFrame:
         css = pd.DataFrame("", index=table.index, columns=table.columns)
-        for col, step in zip(table.columns, steps, strict=True):
-            for row in ("teacher forcing: emits", "free-running: emits"):
-                if table.at[row, col]:
-                    right = table.at[row, col] == (step.target or "")
-                    css.at[row, col] = CELL_RIGHT if right else CELL_WRONG
+        for row, step in zip(table.index, steps, strict=True):
+            for column in (SERIES[2], SERIES[4]):
+                if table.at[row, column]:
+                    right = table.at[row, column] == (step.target or "")
+                    css.at[row, column] = CELL_RIGHT if right else CELL_WRONG
             if step.diverged and step.free_fed is not None:
-                css.at["free-running: fed", col] = CELL_OWN
+                css.at[row, SERIES[3]] = CELL_OWN
         return css
 
     return table.style.apply(colours, axis=None)
@@ -119,9 +123,11 @@ def exposure_page() -> None:
     summary_ui(got)
     st.dataframe(exposure_table(got), width="stretch", key="exposure")
     st.caption(
-        "Green: the token emitted is right; red: wrong. Amber: at this step the "
-        "free run is fed a token that is not the truth (its own earlier output); "
-        "where it is white again, its own output happened to be the truth."
+        "Teacher: teacher forcing, fed the right answer's previous token; free: "
+        "free-running, fed its own previous output. Green: the token emitted is "
+        "right; red: wrong. Amber: at this step the free run is fed a token that "
+        "is not the truth (its own earlier output); where it is white again, its "
+        "own output happened to be the truth."
     )
 
 
