@@ -9,9 +9,18 @@ says why.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
+import hashlib
 import io
+import math
 import os
+import re
 import tempfile
+import time
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -62,12 +71,21 @@ class Checkpoint:
         return buffer.getvalue()
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically: to a temporary file beside path, then rename."""
+        """Write atomically: to a temporary file beside path, then rename.
+
+        Refuses to replace anything but a regular file (a device such as
+        /dev/null would become a file). The temporary name is short, whatever
+        the target's length, and temporaries of earlier saves to the same
+        target that a kill left behind are removed once they are an hour old.
+        """
         path = Path(path)
+        problem = target_problem(path)
+        if problem:
+            raise OSError(errno.EINVAL, problem, str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-        )
+        prefix = _temporary_prefix(path)
+        _remove_stale(path.parent, prefix)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(self.to_bytes())
@@ -80,6 +98,31 @@ class Checkpoint:
         return path
 
 
+STALE_SECONDS = 3600  # a save takes well under a second: older is a killed one
+
+
+def target_problem(path: Path) -> str | None:
+    """Why a checkpoint may not be written at path, or None if it may."""
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device?)"
+        return f"it exists and is {kind}: give the name of a file to write"
+    return None
+
+
+def _temporary_prefix(path: Path) -> str:
+    """A short prefix naming the target: ".<hash>-", whatever its length."""
+    return "." + hashlib.sha256(path.name.encode()).hexdigest()[:12] + "-"
+
+
+def _remove_stale(folder: Path, prefix: str) -> None:
+    """Remove this target's temporaries that a killed save left behind."""
+    cutoff = time.time() - STALE_SECONDS
+    for leftover in folder.glob(f"{glob.escape(prefix)}*.tmp"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+            if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+
+
 def save(checkpoint: Checkpoint, path: str | Path) -> Path:
     """Write a checkpoint atomically; return the path (see Checkpoint.save)."""
     return checkpoint.save(path)
@@ -88,8 +131,11 @@ def save(checkpoint: Checkpoint, path: str | Path) -> Path:
 def load(source: str | Path | bytes | BinaryIO) -> Checkpoint:
     """Load and validate a checkpoint from a path, bytes or a binary file."""
     raw = _read(source)
+    _check_archive(raw)
     try:
-        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # protocol 3 works; torch warns of it
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "unusable"
         reason = (
             str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
@@ -104,6 +150,64 @@ def load(source: str | Path | bytes | BinaryIO) -> Checkpoint:
             + reason
         ) from None
     return _validate(obj)
+
+
+# What torch.save puts in its zip archive, under one folder of any name.
+_MEMBERS = re.compile(
+    r"[^/]+/(data\.pkl|version|\.format_version|\.storage_alignment|byteorder"
+    r"|data/[0-9]+|\.data/serialization_id|\.data/version)"
+)
+MAX_PICKLE_BYTES = 1024 * 1024  # the configs, vocabulary and history: a few KB
+PICKLE_PROTOCOLS = (2, 3)  # torch.save's default, and the one after it
+
+
+def _check_archive(raw: bytes) -> None:
+    """Refuse, cheaply and before unpickling, what torch.save does not write.
+
+    torch.save writes an uncompressed zip: a compressed member could unpack to
+    gigabytes (a zip bomb), so what each member declares it unpacks to is
+    checked against the limits, and compression is refused outright.
+    """
+    try:
+        members = zipfile.ZipFile(io.BytesIO(raw)).infolist()
+    except (zipfile.BadZipFile, ValueError):
+        raise CheckpointError(
+            "not a readable checkpoint (truncated, corrupt or not a torch file): "
+            "it is not the zip archive torch.save writes"
+        ) from None
+    unpacked = 0
+    for member in members:
+        if not _MEMBERS.fullmatch(member.filename):
+            raise CheckpointError(
+                f"the archive holds {member.filename[:60]!r}, which torch.save "
+                "never writes"
+            )
+        if member.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(
+                f"the archive's member {member.filename[:60]!r} is compressed; "
+                "torch.save never compresses (a compressed checkpoint could "
+                "unpack to far more than its size)"
+            )
+        unpacked += member.file_size
+    if unpacked > MAX_BYTES:
+        raise CheckpointError(
+            f"the archive unpacks to {unpacked:,} bytes; a checkpoint is at most "
+            f"{MAX_BYTES:,}"
+        )
+    pickles = [m for m in members if m.filename.endswith("/data.pkl")]
+    if len(pickles) != 1 or pickles[0].file_size > MAX_PICKLE_BYTES:
+        raise CheckpointError(
+            f"the archive must hold one data.pkl of at most {MAX_PICKLE_BYTES:,} bytes"
+        )
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        head = archive.open(pickles[0]).read(2)
+    # Protocols 2 and later start with a marker and the number; 0 and 1 do not.
+    protocol = str(head[1]) if head[:1] == b"\x80" else "0 or 1"
+    if protocol not in map(str, PICKLE_PROTOCOLS):
+        raise CheckpointError(
+            f"the checkpoint was pickled with protocol {protocol}; this reads "
+            f"the protocols torch.save writes ({', '.join(map(str, PICKLE_PROTOCOLS))})"
+        )
 
 
 def _read(source: str | Path | bytes | BinaryIO) -> bytes:
@@ -155,18 +259,25 @@ def _validate(obj: object) -> Checkpoint:
         vocab = Vocabulary(obj["vocab"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"bad vocabulary in checkpoint: {e}") from None
-    lacking = [t for t in task_vocabulary().tokens if t not in vocab]
-    if lacking:
-        raise CheckpointError(f"the vocabulary lacks tokens dates need: {lacking[:5]}")
+    if vocab != task_vocabulary():  # same tokens, same order: nothing else decodes
+        raise CheckpointError(
+            "the vocabulary is not this task's: it must be exactly "
+            f"{len(task_vocabulary())} tokens in the task's order (ids mean tokens)"
+        )
     if len(vocab) != model_cfg.vocab_size:
         raise CheckpointError(
             f"vocabulary has {len(vocab)} tokens, the model {model_cfg.vocab_size}"
         )
     history = obj["history"]
-    if not isinstance(history, list) or not all(map(_is_record, history)):
+    if not isinstance(history, list) or len(history) > MAX_HISTORY:
         raise CheckpointError(
-            "bad training history in checkpoint: each epoch must map names to numbers"
+            f"bad training history in checkpoint: a list of at most {MAX_HISTORY} "
+            "epochs"
         )
+    for record in history:
+        problem = _record_problem(record)
+        if problem:
+            raise CheckpointError(f"bad training history in checkpoint: {problem}")
     try:
         split(data_cfg)  # the window and its train/held-out draw, as used later
     except ValueError as e:
@@ -174,6 +285,14 @@ def _validate(obj: object) -> Checkpoint:
     state = obj["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError("the weights are not a state dict")
+    # Each tensor must hold its own numbers: a tensor "expanded" from one element
+    # (stride 0) declares a million times more than the file holds.
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and not _holds_its_data(tensor):
+            raise CheckpointError(
+                f"weight {str(name)[:60]!r} declares {tensor.numel():,} numbers but "
+                "the file holds fewer (a strided or expanded view)"
+            )
     # A small file declaring a huge model is refused before memory is spent
     # building it (the exact shapes are checked once it is built).
     held = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
@@ -195,18 +314,47 @@ def _validate(obj: object) -> Checkpoint:
     return Checkpoint(model, vocab, data_cfg, train_cfg, history)
 
 
+def _holds_its_data(tensor: torch.Tensor) -> bool:
+    """Whether a tensor is dense and its storage is exactly its numbers."""
+    size = tensor.numel() * tensor.element_size()
+    return (
+        tensor.is_contiguous()
+        and tensor.storage_offset() == 0
+        and tensor.untyped_storage().nbytes() == size
+    )
+
+
 def _least_weights(cfg: ModelConfig) -> int:
     """A lower bound on a model's weight count: its recurrent matrices alone."""
     gates = 4 if cfg.cell == "lstm" else 3
     return gates * cfg.num_layers * (cfg.encoder_hidden**2 + cfg.decoder_hidden**2)
 
 
-def _is_record(record: object) -> bool:
-    """One epoch of history: names to numbers, e.g. {"loss": 0.01}."""
-    return isinstance(record, dict) and all(
-        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
-        for k, v in record.items()
-    )
+MAX_HISTORY = 10_000  # epochs: far above any run's
+# The range each known figure of a history record takes; others: any finite number.
+_RANGES = {"epoch": (0, 1e9), "step": (0, 1e12), "loss": (0, 1e30), "lr": (0, 1e6),
+           "seconds": (0, 1e9), "held_out_loss": (0, 1e30)}  # fmt: skip
+_SHARES = ("held_out_exact_match", "held_out_token_accuracy",
+           "held_out_teacher_forced_token_accuracy")  # fmt: skip
+
+
+def _record_problem(record: object) -> str | None:
+    """Why one epoch's record is unusable, or None: names to finite numbers in
+    their range (a share from 0 to 1), e.g. {"loss": 0.01}."""
+    if not isinstance(record, dict) or len(record) > 50:
+        return "each epoch must map at most 50 names to numbers"
+    for name, value in record.items():
+        if not isinstance(name, str) or len(name) > 64:
+            return "each figure needs a short name"
+        low, high = (0, 1) if name in _SHARES else _RANGES.get(name, (-1e30, 1e30))
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high  # 10**400 too: compared as an int
+            or not math.isfinite(value)
+        ):
+            return f"{name[:64]!r} must be a number from {low:g} to {high:g}"
+    return None
 
 
 def _check_weights(expected: dict[str, torch.Tensor], state: dict) -> None:
