@@ -9,6 +9,7 @@ are wrong; 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, TextIO
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, target_problem
 from .config import (
     ATTENTION_KINDS,
     CELL_KINDS,
@@ -43,6 +44,11 @@ EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii
+        if isinstance(stream, io.TextIOWrapper):
+            # What the encoding cannot hold is written as \\u2026 escapes, so
+            # every line is still answered.
+            stream.reconfigure(errors="backslashreplace")
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -301,8 +307,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _unwritable(path: Path) -> str | None:
     """Why a checkpoint cannot be written at path, or None if it can."""
-    if path.is_dir():
-        return "it is a directory"
+    if problem := target_problem(path):  # a directory, a device, a pipe
+        return problem
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -330,9 +336,27 @@ CHUNK = 65536  # lines decoded together: a file's repeats are decoded once a chu
 MAX_LINE_BYTES = 4096  # an input line is cut here (it is refused as too long anyway)
 
 
+class _TooLong(str):
+    """The start of an input line that went on past MAX_LINE_BYTES."""
+
+
 def _line(raw: bytes) -> str:
-    """One input line as text: undecodable bytes become U+FFFD (then refused)."""
-    return raw[:MAX_LINE_BYTES].decode("utf-8", errors="replace").rstrip("\r")
+    """One input line as text: undecodable bytes become U+FFFD (then refused).
+
+    A line over MAX_LINE_BYTES is cut there and marked as _TooLong: it is
+    refused as too long, whatever the part kept would say.
+    """
+    text = raw[:MAX_LINE_BYTES].decode("utf-8", errors="replace").rstrip("\r")
+    return _TooLong(text) if len(raw) > MAX_LINE_BYTES else text
+
+
+def _too_long(line: str) -> Conversion:
+    return Conversion(
+        line.strip()[:40] + "…",
+        error=f"the line is longer than {MAX_LINE_BYTES} bytes; a date is 8 "
+        "characters, yy-mm-dd",
+        kind="malformed",
+    )
 
 
 def _chunks(stream: BinaryIO, most: int = CHUNK) -> Iterator[list[str]]:
@@ -346,10 +370,14 @@ def _chunks(stream: BinaryIO, most: int = CHUNK) -> Iterator[list[str]]:
     """
     lines: list[str] = []
     pending = b""
-    first = True
+    bom = b"\xef\xbb\xbf"
+    start: bytes | None = b""  # the first bytes, until clear whether they're a BOM
     while data := stream.read1(1 << 16):  # what is there, waiting only for some
-        if first:
-            data, first = data.removeprefix(b"\xef\xbb\xbf"), False
+        if start is not None:
+            start += data
+            if len(start) < len(bom) and bom.startswith(start):
+                continue  # a BOM may be arriving a byte at a time: wait for more
+            data, start = start.removeprefix(bom), None
         *complete, pending = (pending + data).split(b"\n")
         pending = pending[: MAX_LINE_BYTES + 1]
         lines += map(_line, complete)
@@ -359,6 +387,8 @@ def _chunks(stream: BinaryIO, most: int = CHUNK) -> Iterator[list[str]]:
         if lines and not _waiting(stream):
             yield lines
             lines = []
+    if start:  # the input ended within what could have been a BOM
+        pending += start.removeprefix(bom)
     if pending:
         lines.append(_line(pending))
     if lines:
@@ -385,7 +415,9 @@ def _convert(args: argparse.Namespace) -> int:
         results = converter.convert_many(
             chunk, args.beam, len(chunk), with_attention=args.json
         )
-        for result in results:
+        for line, result in zip(chunk, results, strict=True):
+            if isinstance(line, _TooLong):
+                result = _too_long(line)
             refused |= result.error is not None or result.warning is not None
             out.write(_format(result, args.json) + "\n")
         out.flush()

@@ -182,12 +182,25 @@ class Converter:
     def default(
         cls, on_progress: Callable[[Progress], None] | None = None
     ) -> Converter:
-        """Load the default model, training and saving it first if there is none."""
+        """Load the default model, training and saving it first if there is none.
+
+        If it cannot be saved (a read-only home), the model just trained is
+        used as it is, with a warning: converting does not depend on caching.
+        """
         path = default_checkpoint_path()
         if not path.exists():
             log.info("no default model at %s: training one", path)
             checkpoint, _ = train(on_progress=on_progress)
-            checkpoint.save(path)
+            try:
+                checkpoint.save(path)
+            except OSError as e:
+                log.warning(
+                    "the default model could not be saved at %s (%s): it is used "
+                    "now and trained again next time",
+                    path,
+                    e.strerror or e,
+                )
+                return cls(checkpoint)
         return cls.from_path(path)
 
     def convert(self, text: str, beam_size: int = 1) -> Conversion:

@@ -92,33 +92,38 @@ def greedy_many(
     unique = src[first]
     unique_lengths = src_lengths[first] if src_lengths is not None else None
     packed = PackedGreedy(model)
-    ids, attention, logprob = [], [], []
+    parts = []
     for i in range(0, len(unique), chunk_size):
         lengths = None if unique_lengths is None else unique_lengths[i : i + chunk_size]
-        part_ids, part_attention, part_logp = packed.decode(
+        ids, attention, step_logprob = packed.decode(
             unique[i : i + chunk_size], max_len, lengths
         )
-        ids.append(part_ids)
-        attention.append(part_attention)
-        logprob.append(_total_logprob(part_ids, part_logp))
-    steps = max((p.size(1) for p in ids), default=0)
-    all_ids = torch.full((len(unique), steps), PAD_ID, dtype=torch.long)
-    all_attention = None
-    if attention and attention[0] is not None:
-        all_attention = torch.zeros(len(unique), steps, src.size(1))
-    row = 0
-    for part_ids, part_attention in zip(ids, attention, strict=True):
-        rows, length = part_ids.shape
-        all_ids[row : row + rows, :length] = part_ids
-        if all_attention is not None:
-            all_attention[row : row + rows, :length] = part_attention
-        row += rows
-    all_logprob = torch.cat(logprob) if logprob else torch.zeros(0)
+        parts.append(Decoded(ids, attention, _total_logprob(ids, step_logprob)))
+    decoded = _concatenate(parts, src.size(1))
     return Decoded(
-        all_ids[inverse],
-        all_attention[inverse] if all_attention is not None else None,
-        all_logprob[inverse],
+        decoded.ids[inverse],
+        decoded.attention[inverse] if decoded.attention is not None else None,
+        decoded.logprob[inverse],
     )
+
+
+def _concatenate(parts: list[Decoded], src_len: int) -> Decoded:
+    """Join decoded chunks row-wise; rows that ended sooner are padded."""
+    steps = max((p.ids.size(1) for p in parts), default=0)
+    rows = sum(p.ids.size(0) for p in parts)
+    ids = torch.full((rows, steps), PAD_ID, dtype=torch.long)
+    attention = None
+    if parts and parts[0].attention is not None:
+        attention = torch.zeros(rows, steps, src_len)
+    row = 0
+    for part in parts:
+        count, length = part.ids.shape
+        ids[row : row + count, :length] = part.ids
+        if attention is not None:
+            attention[row : row + count, :length] = part.attention
+        row += count
+    logprob = torch.cat([p.logprob for p in parts]) if parts else torch.zeros(0)
+    return Decoded(ids, attention, logprob)
 
 
 def _select_state(state: State, index: torch.Tensor) -> State:
@@ -185,6 +190,9 @@ def beam_search(
     )
 
 
+BEAM_ROWS = 4096  # hypotheses searched at once: memory bounded whatever the input
+
+
 def decode(
     model: Seq2Seq,
     src: torch.Tensor,
@@ -192,11 +200,26 @@ def decode(
     beam_size: int = 1,
     src_lengths: torch.Tensor | None = None,
 ) -> Decoded:
-    """Greedy for beam_size 1 (the fast path), beam search otherwise."""
+    """Greedy for beam_size 1 (the fast path), beam search otherwise.
+
+    Beam search keeps beam_size hypotheses per source, so it goes in chunks of
+    BEAM_ROWS // beam_size sources: its memory does not grow with the input.
+    """
     check_beam_size(beam_size)
     if beam_size == 1:
         return greedy_many(model, src, max_len, src_lengths)
-    return beam_search(model, src, beam_size, max_len, src_lengths)
+    chunk = max(1, BEAM_ROWS // beam_size)
+    parts = [
+        beam_search(
+            model,
+            src[i : i + chunk],
+            beam_size,
+            max_len,
+            None if src_lengths is None else src_lengths[i : i + chunk],
+        )
+        for i in range(0, src.size(0), chunk)
+    ]
+    return _concatenate(parts, src.size(1))
 
 
 # --- the step-through ---------------------------------------------------------
