@@ -64,6 +64,16 @@ class Checkpoint:
             },
         }
 
+    @property
+    def fingerprint(self) -> str:
+        """12 hex digits of a hash of the weights: two runs with the same
+        settings and seed end with the same fingerprint, alone or side by side."""
+        digest = hashlib.sha256()
+        for name, tensor in self.model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:12]
+
     def to_bytes(self) -> bytes:
         """Serialise to bytes, e.g. for a download button."""
         buffer = io.BytesIO()
@@ -283,8 +293,8 @@ def _validate(obj: object) -> Checkpoint:
     except ValueError as e:
         raise CheckpointError(f"bad data configuration in checkpoint: {e}") from None
     state = obj["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError("the weights are not a state dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise CheckpointError("the weights are not a state dict (names to tensors)")
     # Each tensor must hold its own numbers: a tensor "expanded" from one element
     # (stride 0) declares a million times more than the file holds.
     for name, tensor in state.items():
@@ -364,7 +374,7 @@ def _check_weights(expected: dict[str, torch.Tensor], state: dict) -> None:
     if missing or extra:
         raise CheckpointError(
             "the weights do not match the model configuration "
-            f"(missing: {missing[:3]}, unexpected: {extra[:3]})"
+            f"(missing: {missing[:3]}, unexpected: {[n[:60] for n in extra[:3]]})"
         )
     for name, want in expected.items():
         got = state[name]

@@ -288,6 +288,7 @@ def _train(args: argparse.Namespace) -> int:
         "loss": final.get("loss"),
         "stop_reason": result.stop_reason,
         "checkpoint": str(out),
+        "fingerprint": checkpoint.fingerprint,
     }
     if args.json:
         print(json.dumps(summary))
@@ -300,7 +301,7 @@ def _train(args: argparse.Namespace) -> int:
         )
         print(
             f"{summary['epochs']} epochs in {summary['train_seconds']:.2f}s, "
-            f"{measured}; saved {out}"
+            f"{measured}; weights {summary['fingerprint']}; saved {out}"
         )
     return EXIT_REFUSED if result.stop_reason == "diverged" else EXIT_OK
 

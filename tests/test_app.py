@@ -6,6 +6,7 @@ click, waits for the thread (`finish`), and reruns the page to see its end.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -363,6 +364,26 @@ def test_a_valid_upload_replaces_the_model_its_name_shown_plainly(app) -> None:
         app.sidebar.markdown[0].value
         == f"**Model in use:** {plain('uploaded ' + name)}"
     )
+
+
+def test_a_refusal_quoting_the_file_shows_it_as_plain_text(app) -> None:
+    trainer = Trainer(DataConfig(train_size=50, held_out_size=20),
+                      train_config=TrainConfig(epochs=1))  # fmt: skip
+    trainer.run()
+    saved = trainer.checkpoint().to_dict()
+    weight = "[x](http://evil.invalid/k) **B**"
+    saved["state_dict"] = {**saved["state_dict"], weight: torch.zeros(1)}
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    on(app, "train")
+    app.file_uploader(key="upload").set_value(
+        ("[m](http:__e.invalid).pt", buffer.getvalue(), "application/octet-stream")
+    )
+    app.run()
+    shown = app.error[0].value
+    assert "unexpected" in shown and plain(weight) in shown
+    assert "](http" not in shown and "**" not in shown  # no link, no bold
+    assert "the default model" in app.sidebar.markdown[0].value
 
 
 def test_the_largest_model_the_form_allows_can_be_uploaded_again() -> None:

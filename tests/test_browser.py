@@ -637,3 +637,42 @@ def test_closing_the_tab_ends_its_run(browser, server: Server) -> None:  # noqa:
             print(f"\n[browser] a closed tab's run ended after {waited:.0f} s")
     finally:
         watcher.close()
+
+
+FINGERPRINT = re.compile(r"Weights fingerprint ([0-9a-f]{12})")
+
+
+def test_two_sessions_training_one_link_at_once_equal_a_solo_run(
+    browser,  # noqa: ANN001
+    server: Server,
+) -> None:
+    """Each run draws from its own random generator: side by side equals alone."""
+    link = "train?dropout=0.3&layers=2&epochs=2&train_size=4000&seed=7"
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000})
+                for _ in range(3)]  # fmt: skip
+    pages = [context.new_page() for context in contexts]
+
+    def fingerprint(page: Page) -> str:
+        shown = page.get_by_text(FINGERPRINT)
+        expect(shown).to_be_visible(timeout=120_000)
+        return FINGERPRINT.search(shown.inner_text()).group(1)
+
+    try:
+        for page in pages:
+            page.set_default_timeout(RUN_TIMEOUT_MS)
+            open_app(page, server, link)
+        side_by_side, alone = pages[:2], pages[2]
+        for page in side_by_side:
+            page.get_by_role("button", name="Train", exact=True).click()
+        for page in side_by_side:  # both running at once
+            expect(page.get_by_role("button", name="Stop training")).to_be_visible()
+        together = [fingerprint(page) for page in side_by_side]
+        alone.get_by_role("button", name="Train", exact=True).click()
+        solo = fingerprint(alone)
+        for page in pages:
+            assert_no_traceback(page)
+    finally:
+        for context in contexts:
+            context.close()
+    print(f"\n[browser] side by side {together}, alone {solo}")
+    assert together == [solo, solo]

@@ -218,6 +218,9 @@ REFUSED: dict[str, Callable[[Path], Path]] = {
     ),
     "weight as a list": _edited(_state("decoder.out.bias", [0.0] * 27)),
     "state dict as a list": _edited(_set("state_dict", [1, 2])),
+    "weights named by numbers": _edited(
+        lambda d: d["state_dict"].update({7: torch.zeros(1), "x": torch.zeros(1)})
+    ),
     "model vocab size 28": _edited(_update("model_config", vocab_size=28)),
     "vocab with an extra token": _edited(lambda d: d["vocab"].append("Xyz")),
     "vocab lacking months": _edited(lambda d: d.__setitem__("vocab", d["vocab"][:15])),
@@ -357,3 +360,12 @@ def test_a_huge_declared_model_is_refused_before_it_is_built(tmp_path, monkeypat
     with pytest.raises(CheckpointError, match="declares a model of at least"):
         ckpt.load(path)
     assert built == []  # refused before any of it was built
+
+
+def test_the_fingerprint_follows_the_weights_and_only_them(trained, tmp_path):
+    loaded = ckpt.load(trained.save(tmp_path / "m.pt"))
+    assert loaded.fingerprint == trained.fingerprint
+    assert len(trained.fingerprint) == 12
+    with torch.no_grad():
+        next(loaded.model.parameters()).view(-1)[0] += 1e-6
+    assert loaded.fingerprint != trained.fingerprint

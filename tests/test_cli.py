@@ -167,6 +167,7 @@ def test_train_writes_a_checkpoint_and_a_json_summary(runs):
     assert 0.0 <= summary["held_out_exact_match"] <= 1.0
     assert summary["steps"] == 10  # ceil(300 / 32)
     path = Path(summary["checkpoint"])
+    assert summary["fingerprint"] == ckpt.load(path).fingerprint
     assert path.name == "small.pt" and path.is_file()
     loaded = ckpt.load(path)
     assert loaded.data_config == DataConfig(train_size=300, held_out_size=100)

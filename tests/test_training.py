@@ -355,14 +355,19 @@ def test_concurrent_runs_end_exactly_as_each_would_alone():
         trainer = Trainer(data, model, cfg)
         trainer.run()
         alone.append(_weights(trainer.model))
-    together = [Trainer(data, model, cfg) for cfg in configs]
-    threads = [threading.Thread(target=t.run) for t in together]
+    together: dict[int, Trainer] = {}
+
+    def build_and_run(i: int) -> None:  # built in the thread too: initialisation
+        together[i] = Trainer(data, model, configs[i])
+        together[i].run()
+
+    threads = [threading.Thread(target=build_and_run, args=(i,)) for i in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    for trainer, weights in zip(together, alone, strict=True):
-        assert _same(_weights(trainer.model), weights)
+    for i, weights in enumerate(alone):
+        assert _same(_weights(together[i].model), weights)
     assert not _same(alone[0], alone[2])
 
 

@@ -22,6 +22,7 @@ from date_seq2seq.exposure import wrong_dates
 from date_seq2seq.train_setup import Setup
 from date_seq2seq.training import evaluate_held_out
 from ui.jobs import ComparisonJob, DefaultModelJob, TrainingJob
+from ui.text import plain
 
 DEFAULT_NAME = "the default model"
 EXAMPLES = ("24-11-22", "74-01-01", "00-02-29", "34-12-31", "24-02-30", "50-01-01")
@@ -149,7 +150,7 @@ def session() -> Session:
     try:
         converter = default_converter_now()
     except CheckpointError as e:
-        st.error(f"The default model at {path} cannot be used: {e}")
+        st.error(plain(f"The default model at {path} cannot be used: {e}"))
         if st.button("Train a new default model", key="retrain_default"):
             path.unlink(missing_ok=True)
             default_model_job.clear()
@@ -173,7 +174,7 @@ def wait_for_default_model() -> None:
     def progress() -> None:
         if job.done:
             if job.error:
-                st.error(f"Training the default model failed: {job.error}")
+                st.error(plain(f"Training the default model failed: {job.error}"))
                 return
             st.rerun()
         history = job.trainer.result.history

@@ -173,6 +173,16 @@ def outcome_ui(job: TrainingJob) -> None:
             f"Training finished after {steps} and {seconds:.2f} s ({why}). The model "
             "is now in use on every page."
         )
+    if end != "failed":
+        fingerprint_ui(job)
+
+
+def fingerprint_ui(job: TrainingJob) -> None:
+    st.caption(
+        f"Weights fingerprint `{job.checkpoint().fingerprint}`: the same settings "
+        "and seed train to the same weights on this machine, even while other "
+        "runs go on at once (each run draws from its own random generator)."
+    )
 
 
 def share_link_ui(this: Session) -> None:
