@@ -55,17 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except CheckpointError as e:
-        print(f"error: unusable checkpoint: {e}", file=sys.stderr)
+        # One line, whatever the file or its name held (newlines, escapes).
+        print(f"error: unusable checkpoint: {printable(str(e))}", file=sys.stderr)
         return EXIT_UNUSABLE
     except ValueError as e:  # a configuration the model cannot be built with
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         return EXIT_UNUSABLE
     except BrokenPipeError:  # e.g. `... | head`: the reader has gone, not an error
         sys.stderr.close()
         return EXIT_OK
     except OSError as e:  # a file or directory we cannot read or write
         where = f": {e.filename}" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        print(f"error: {printable(f'{e.strerror or e}{where}')}", file=sys.stderr)
         return EXIT_UNUSABLE
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -283,3 +283,13 @@ def _tiny():  # noqa: ANN202
 
     return train(DataConfig(train_size=64, held_out_size=16), None,
                  TrainConfig(epochs=1))  # fmt: skip
+
+
+def test_a_refusal_is_one_line_whatever_the_name_holds(tmp_path, capsys):
+    for name in ("two\nlines\x1b[31m.pt", "missing\nx.pt"):
+        path = tmp_path / name
+        if name.startswith("two"):
+            path.write_bytes(b"not a checkpoint")
+        assert cli.main(["convert", "--checkpoint", str(path), "24-11-22"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "\x1b" not in err, err
