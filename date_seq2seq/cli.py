@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, TextIO
@@ -27,12 +28,15 @@ from .checkpoint import CheckpointError, target_problem
 from .config import (
     ATTENTION_KINDS,
     CELL_KINDS,
+    LENGTH_ALPHA,
     MAX_BEAM,
+    MAX_LENGTH_ALPHA,
     DataConfig,
     DecodeConfig,
     ModelConfig,
     TrainConfig,
     check_beam_size,
+    check_length_alpha,
 )
 from .converter import Conversion, Converter, default_checkpoint_path
 from .data import DateDataset, Window, printable
@@ -138,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("dates", nargs="*", metavar="DATE")
     convert.add_argument("--checkpoint", type=Path, default=None)
     convert.add_argument("--beam", type=_beam, default=1, help="beam width (1: greedy)")
+    _add_alpha(convert)
     convert.add_argument("--json", action="store_true", help="one JSON object a line")
     convert.set_defaults(run=_convert)
 
@@ -151,9 +156,30 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--beam", type=_beam, default=1, help="beam width (1: greedy)"
     )
+    _add_alpha(evaluate)
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=_evaluate)
     return parser
+
+
+def _add_alpha(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--alpha", type=_alpha, default=LENGTH_ALPHA,
+        help="beam search's length penalty: scores are divided by ((5 + length) "
+        f"/ 6) ** ALPHA; 0 sums log-probabilities (default {LENGTH_ALPHA:g})",
+    )  # fmt: skip
+
+
+def _alpha(text: str) -> float:
+    """argparse type of --alpha: a number from 0 to MAX_LENGTH_ALPHA."""
+    try:
+        value = float(text)
+        check_length_alpha(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number from 0 to {MAX_LENGTH_ALPHA:g}, not {text!r}"
+        ) from None
+    return value
 
 
 def _beam(text: str) -> int:
@@ -323,15 +349,19 @@ def _unwritable(path: Path) -> str | None:
 # --- convert and evaluate -----------------------------------------------------
 
 
-def _converter(path: Path | None) -> Converter:
-    if path is not None:
-        return Converter.from_path(path)
-    if not default_checkpoint_path().exists():
-        print(
-            f"no default model yet: training one ({default_checkpoint_path()})",
-            file=sys.stderr,
-        )
-    return Converter.default(on_progress=_progress_printer(sys.stderr))
+def _converter(args: argparse.Namespace) -> Converter:
+    """The model to convert with, searching as the arguments say."""
+    if args.checkpoint is not None:
+        converter = Converter.from_path(args.checkpoint)
+    else:
+        if not default_checkpoint_path().exists():
+            print(
+                f"no default model yet: training one ({default_checkpoint_path()})",
+                file=sys.stderr,
+            )
+        converter = Converter.default(on_progress=_progress_printer(sys.stderr))
+    converter.decode_config = replace(converter.decode_config, length_alpha=args.alpha)
+    return converter
 
 
 CHUNK = 65536  # lines decoded together: a file's repeats are decoded once a chunk
@@ -406,7 +436,7 @@ def _waiting(stream: BinaryIO) -> bool:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    converter = _converter(args.checkpoint)
+    converter = _converter(args)
     if args.dates:
         chunks: Iterator[list[str]] = iter([args.dates])
     else:
@@ -454,7 +484,7 @@ def _format(result: Conversion, as_json: bool) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    converter = _converter(args.checkpoint)
+    converter = _converter(args)
     if args.all_dates:
         days, split_name = converter.window.dates(), "all dates"
     else:

@@ -17,6 +17,7 @@ MAX_SIZE = (
 )
 
 MAX_SEED = 2**63 - 1  # what torch.manual_seed and a Generator take
+LENGTH_ALPHA = 1.0  # beam search's length penalty (GNMT's alpha): see bench/beam.py
 MAX_BEAM = 64  # beam width: far above use (27 tokens), bounds the memory it takes
 
 T = TypeVar("T")
@@ -24,6 +25,21 @@ T = TypeVar("T")
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+MAX_LENGTH_ALPHA = 5.0  # far past use: at 5 length dwarfs probability
+
+
+def check_length_alpha(alpha: object) -> None:
+    """Raise ValueError unless alpha is a number from 0 to MAX_LENGTH_ALPHA."""
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, int | float)
+        or not 0.0 <= alpha <= MAX_LENGTH_ALPHA
+    ):
+        raise ValueError(
+            f"the length penalty alpha must be a number from 0 to {MAX_LENGTH_ALPHA:g}"
+        )
 
 
 def check_beam_size(beam_size: object) -> None:
@@ -139,10 +155,12 @@ class TrainConfig:
 @dataclass(frozen=True)
 class DecodeConfig:
     beam_size: int = 1  # 1 is greedy
+    length_alpha: float = LENGTH_ALPHA  # beam search's length penalty; 0: none
     max_len: int = 12  # output steps at most; a date needs 10 (9 tokens + <EOS>)
     top_k: int = 3  # candidates shown per step in a step-through
 
     def __post_init__(self) -> None:
         check_beam_size(self.beam_size)
+        check_length_alpha(self.length_alpha)
         if self.max_len < 1 or self.top_k < 1:
             raise ValueError("max_len and top_k must be >= 1")

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import torch
+
 from . import checkpoint as ckpt
-from .config import DecodeConfig
+from .config import DecodeConfig, check_beam_size, check_length_alpha
 from .data import (
     InputError,
     Window,
@@ -26,10 +28,18 @@ from .data import (
     target_text,
     target_tokens,
 )
-from .decoding import DecoderStep, decode, step_through
+from .decoding import (
+    Decoded,
+    DecoderStep,
+    beam_hypotheses,
+    decode,
+    length_penalty,
+    step_through,
+    token_logprobs,
+)
 from .metrics import summarize
 from .training import Progress, train
-from .vocab import EOS, GO, PAD, Vocabulary
+from .vocab import EOS, EOS_ID, GO, PAD, PAD_ID, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +80,13 @@ class Conversion:
             return None
         want = self.expected_tokens
         return [i < len(want) and t == want[i] for i, t in enumerate(self.tokens)]
+
+
+def _emitted(ids: list[int]) -> int:
+    """How many tokens an output emitted: up to its <EOS>, or all but padding."""
+    if EOS_ID in ids:
+        return ids.index(EOS_ID) + 1
+    return sum(i != PAD_ID for i in ids)
 
 
 def _guess(error: InputError, source: str, tokens: list[str]) -> str:
@@ -151,6 +168,71 @@ class Recovery:
     def recovered(self) -> bool:
         """Every later choice right, and the output exactly as long as the answer."""
         return self.right == self.chose and self.missing == 0 and self.extra == 0
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One output a search considered, with how the model scored it."""
+
+    tokens: tuple[str, ...]  # as emitted, <EOS> included if it ended
+    probs: tuple[float, ...]  # the model's probability of each, fed the ones before
+    logprob: float  # their summed log-probability
+    score: float  # logprob / length penalty: what beam search ranks by
+
+    @property
+    def output(self) -> str:
+        return "".join(t for t in self.tokens if t != EOS)
+
+
+@dataclass(frozen=True)
+class BeamView:
+    """A beam search made visible: every hypothesis kept, and greedy's answer."""
+
+    conversion: Conversion  # the winner, read as `convert` reads it
+    hypotheses: tuple[Hypothesis, ...] = ()  # best score first: [0] won
+    greedy: Hypothesis | None = None
+    alpha: float = 0.0
+
+    @property
+    def greedy_rank(self) -> int | None:
+        """Where greedy's answer is among the hypotheses (0: it won), or None."""
+        found = [h.tokens for h in self.hypotheses]
+        return found.index(self.greedy.tokens) if self.greedy.tokens in found else None
+
+    def why(self) -> str:
+        """Why the winner is what it is, against greedy, from this search's numbers."""
+        won, greedy = self.hypotheses[0], self.greedy
+        if won.tokens == greedy.tokens:
+            return (
+                f"Beam search agrees with greedy: {won.output or '(nothing)'} has the "
+                f"best score ({won.score:.3f}) of the {len(self.hypotheses)} kept."
+            )
+        step = 0  # the first step where they differ
+        while step < min(len(won.tokens), len(greedy.tokens)) and (
+            won.tokens[step] == greedy.tokens[step]
+        ):
+            step += 1
+        said = (
+            f"They part at step {step + 1}: greedy took "
+            f"{_token_at(greedy, step)}, the likelier token there; the beam also "
+            f"kept {_token_at(won, step)}, and the answer it leads to scores "
+            f"better as a whole: log-probability {won.logprob:.3f} against "
+            f"{greedy.logprob:.3f}"
+        )
+        if self.alpha:
+            said += (
+                f", and divided by the length penalty (alpha {self.alpha:g}) "
+                f"{won.score:.3f} against {greedy.score:.3f}"
+            )
+        if self.greedy_rank is None:
+            said += "; greedy's own answer fell out of the beam"
+        return said + "."
+
+
+def _token_at(hypothesis: Hypothesis, step: int) -> str:
+    if step >= len(hypothesis.tokens):
+        return "nothing more (it had ended)"
+    return f"{hypothesis.tokens[step]!r} (p {hypothesis.probs[step]:.2f})"
 
 
 Checked = tuple[str, dt.date | None, InputError | None]  # shown text, date, problem
@@ -246,7 +328,7 @@ class Converter:
         ]
         if runnable:
             src = encode_sources([checked[k][0] for k in runnable], self.vocab)
-            out = decode(self.model, src, self.decode_config.max_len, beam_size)
+            out = self._decode(src, beam_size)
             ids = out.ids.tolist()
             attention = None
             if with_attention and out.attention is not None:
@@ -319,6 +401,48 @@ class Converter:
         conversion = self._conversion(checked, tokens, attention)
         return StepThrough(conversion, tuple(steps), expected)
 
+    def beam(self, text: str, beam_size: int, alpha: float | None = None) -> BeamView:
+        """Beam search one input, keeping every hypothesis and greedy's answer.
+
+        alpha is the length penalty (the decode config's by default).
+        """
+        check_beam_size(beam_size)
+        alpha = self.decode_config.length_alpha if alpha is None else alpha
+        check_length_alpha(alpha)
+        checked = self._check(text)
+        shown, _, error = checked
+        if error is not None and error.kind != "outside_window":
+            return BeamView(Conversion(shown, error=error.message, kind=error.kind))
+        src = encode_sources([shown], self.vocab)
+        max_len = self.decode_config.max_len
+        beam = beam_hypotheses(self.model, src, beam_size, max_len, alpha=alpha)
+        kept = [i for i in range(beam_size) if bool(beam.logprob[0, i].isfinite())]
+        greedy_ids = decode(self.model, src, max_len).ids  # (1, steps)
+        steps = max(beam.ids.size(-1), greedy_ids.size(-1))
+        ids = torch.full((len(kept) + 1, steps), PAD_ID, dtype=torch.long)
+        ids[: len(kept), : beam.ids.size(-1)] = beam.ids[0, kept]
+        ids[-1, : greedy_ids.size(-1)] = greedy_ids[0]
+        logprobs = token_logprobs(self.model, src, ids)
+        found = []
+        for row, token_ids in enumerate(ids.tolist()):
+            length = _emitted(token_ids)
+            step_logprob = logprobs[row, :length]
+            logprob = float(step_logprob.sum())
+            found.append(
+                Hypothesis(
+                    tokens=tuple(self.vocab.tokens[i] for i in token_ids[:length]),
+                    probs=tuple(step_logprob.exp().tolist()),
+                    logprob=logprob,
+                    score=logprob / float(length_penalty(torch.tensor(length), alpha)),
+                )
+            )
+        winner = self.vocab.decode(ids[0].tolist())
+        attention = None
+        if beam.attention is not None:
+            attention = beam.attention[0, 0, : len(winner)].tolist()
+        conversion = self._conversion(checked, winner, attention)
+        return BeamView(conversion, tuple(found[:-1]), found[-1], alpha)
+
     def evaluate(
         self, days: Iterable[dt.date], beam_size: int = 1, chunk_size: int = 8192
     ) -> dict[str, float]:
@@ -335,9 +459,13 @@ class Converter:
         it = iter(days)
         while chunk := list(islice(it, chunk_size)):
             src = encode_sources([source_text(d) for d in chunk], self.vocab)
-            out = decode(self.model, src, self.decode_config.max_len, beam_size)
+            out = self._decode(src, beam_size)
             preds += [self.vocab.decode(r) for r in out.ids.tolist()]
         return preds
+
+    def _decode(self, src: torch.Tensor, beam_size: int) -> Decoded:
+        cfg = self.decode_config
+        return decode(self.model, src, cfg.max_len, beam_size, alpha=cfg.length_alpha)
 
     def held_out_days(self) -> list[dt.date]:
         """Return the held-out dates this model's data config draws."""

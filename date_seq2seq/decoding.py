@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import check_beam_size
+from .config import LENGTH_ALPHA, check_beam_size
 from .fastpaths import PackedGreedy
-from .model import FreeRunning, Imposed, Seq2Seq, State, unroll
+from .model import FreeRunning, Imposed, Seq2Seq, State, TeacherForcing, unroll
 from .vocab import EOS_ID, GO_ID, PAD_ID, Vocabulary
 
 
@@ -131,19 +131,47 @@ def _select_state(state: State, index: torch.Tensor) -> State:
     return h[:, index], (c[:, index] if c is not None else None)
 
 
+def length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
+    """GNMT's length penalty, ((5 + |Y|) / 6) ** alpha (Wu et al., 2016).
+
+    A summed log-probability only falls as a hypothesis grows, so ranking by it
+    favours stopping early: a wrong short answer can beat the right long one.
+    Dividing by this penalty (1 for alpha 0, growing with the length) undoes
+    that; alpha sets how much.
+    """
+    return ((5.0 + lengths.to(torch.float32)) / 6.0) ** alpha
+
+
+@dataclass(frozen=True)
+class Beam:
+    """Each source's beam_size hypotheses, best first."""
+
+    ids: torch.Tensor  # (batch, k, steps): <EOS> included, <PAD> after it
+    attention: torch.Tensor | None  # (batch, k, steps, src_len)
+    logprob: torch.Tensor  # (batch, k): summed log-probability
+    score: torch.Tensor  # (batch, k): logprob / length_penalty(length, alpha)
+
+    def best(self) -> Decoded:
+        """The winners: each source's top-scored hypothesis."""
+        attention = self.attention[:, 0] if self.attention is not None else None
+        return Decoded(self.ids[:, 0], attention, self.logprob[:, 0])
+
+
 @torch.no_grad()
-def beam_search(
+def beam_hypotheses(
     model: Seq2Seq,
     src: torch.Tensor,
     beam_size: int,
     max_len: int,
     src_lengths: torch.Tensor | None = None,
-) -> Decoded:
-    """Decode a batch keeping the beam_size best prefixes; 1 is greedy.
+    alpha: float = LENGTH_ALPHA,
+) -> Beam:
+    """Decode a batch keeping the beam_size best-scored prefixes of each source.
 
-    A prefix is ranked by its summed log-probability. A finished hypothesis
-    carries its log-probability on unchanged, emitting <PAD>; decoding ends
-    when every kept one has ended.
+    A hypothesis is scored by its summed log-probability divided by the
+    length penalty. A finished one carries its score on unchanged, emitting
+    <PAD>, so it competes with the longer ones still going; decoding ends when
+    every kept one has ended.
     """
     k = beam_size
     memory, state = model.encode(src, src_lengths)
@@ -152,22 +180,28 @@ def beam_search(
     memory = type(memory)(*(t[rows] for t in memory))
     state = _select_state(state, rows)
     vocab = model.cfg.vocab_size
-    beam_logprob = torch.full((batch, k), float("-inf"))
-    beam_logprob[:, 0] = 0.0  # all beams start as the same empty prefix: keep one
+    logprob = torch.full((batch * k,), float("-inf"))
+    logprob[::k] = 0.0  # all beams start as the same empty prefix: keep one
+    length = torch.zeros(batch * k, dtype=torch.long)  # tokens emitted, <EOS> too
+    score = logprob.view(batch, k)
     fed = torch.full((batch * k,), GO_ID, dtype=torch.long)
     finished = torch.zeros(batch * k, dtype=torch.bool)
     tokens = torch.empty((batch * k, 0), dtype=torch.long)
     weights: torch.Tensor | None = None
     for _ in range(max_len):
         out = model.decode_step(fed, state, memory)
-        logp = torch.log_softmax(out.logits, dim=-1)  # (batch * k, vocab)
-        ended = torch.full_like(logp, float("-inf"))
+        step = torch.log_softmax(out.logits, dim=-1)  # (batch * k, vocab)
+        ended = torch.full_like(step, float("-inf"))
         ended[:, PAD_ID] = 0.0
-        logp = torch.where(finished[:, None], ended, logp)
-        candidates = (beam_logprob.reshape(-1, 1) + logp).reshape(batch, k * vocab)
-        beam_logprob, flat_index = candidates.topk(k, dim=-1)  # (batch, k)
-        origin = (torch.arange(batch)[:, None] * k + flat_index // vocab).reshape(-1)
-        token = (flat_index % vocab).reshape(-1)  # (batch * k,)
+        step = torch.where(finished[:, None], ended, step)
+        candidate_logprob = logprob[:, None] + step  # (batch * k, vocab)
+        candidate_length = (length + ~finished)[:, None]
+        candidate_score = candidate_logprob / length_penalty(candidate_length, alpha)
+        score, flat = candidate_score.reshape(batch, k * vocab).topk(k, dim=-1)
+        origin = (torch.arange(batch)[:, None] * k + flat // vocab).reshape(-1)
+        token = (flat % vocab).reshape(-1)  # (batch * k,)
+        logprob = candidate_logprob[origin, token]
+        length = candidate_length[origin, 0]
         tokens = torch.cat([tokens[origin], token[:, None]], dim=1)
         if out.attended is not None:
             step_w = out.attended.weights[origin]  # (batch * k, 1, src_len)
@@ -181,13 +215,35 @@ def beam_search(
         fed = token
         if bool(finished.all()):
             break
-    best = beam_logprob.argmax(dim=-1)  # (batch,)
-    pick = torch.arange(batch) * k + best
-    return Decoded(
-        tokens[pick],
-        weights[pick] if weights is not None else None,
-        beam_logprob[torch.arange(batch), best],
+    steps = tokens.size(1)
+    return Beam(
+        tokens.view(batch, k, steps),
+        weights.view(batch, k, steps, -1) if weights is not None else None,
+        logprob.view(batch, k),
+        score,
     )
+
+
+def beam_search(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    beam_size: int,
+    max_len: int,
+    src_lengths: torch.Tensor | None = None,
+    alpha: float = LENGTH_ALPHA,
+) -> Decoded:
+    """Each source's best hypothesis of a beam search (see beam_hypotheses)."""
+    return beam_hypotheses(model, src, beam_size, max_len, src_lengths, alpha).best()
+
+
+@torch.no_grad()
+def token_logprobs(
+    model: Seq2Seq, src: torch.Tensor, ids: torch.Tensor
+) -> torch.Tensor:
+    """The log-probability the model gives each token of `ids` (n, steps), fed
+    the tokens before it: one source (1, src_len) scoring n outputs at once."""
+    run = unroll(model, src.expand(ids.size(0), -1), TeacherForcing(ids))
+    return torch.log_softmax(run.logits, dim=-1).gather(-1, ids[..., None])[..., 0]
 
 
 BEAM_ROWS = 4096  # hypotheses searched at once: memory bounded whatever the input
@@ -199,6 +255,7 @@ def decode(
     max_len: int,
     beam_size: int = 1,
     src_lengths: torch.Tensor | None = None,
+    alpha: float = LENGTH_ALPHA,
 ) -> Decoded:
     """Greedy for beam_size 1 (the fast path), beam search otherwise.
 
@@ -216,6 +273,7 @@ def decode(
             beam_size,
             max_len,
             None if src_lengths is None else src_lengths[i : i + chunk],
+            alpha,
         )
         for i in range(0, src.size(0), chunk)
     ]

@@ -221,6 +221,14 @@ def test_beam_search_converts_too(app) -> None:
     app.slider(key="beam").set_value(4).run()
     assert not app.exception
     assert "`22/Nov/2024`" in markdown_text(app)
+    kept = next(d.value for d in app.dataframe if "score" in d.value.columns)
+    assert len(kept) == 4 and kept["answer"][0] == "22/Nov/2024"
+    assert kept["note"][0] == "won, greedy's answer"
+    assert list(kept["score"]) == sorted(kept["score"], reverse=True)
+    assert any("agrees with greedy" in c.value for c in app.caption)
+    app.slider(key="alpha").set_value(0.0).run()  # no length penalty
+    kept = next(d.value for d in app.dataframe if "score" in d.value.columns)
+    assert list(kept["score"]) == list(kept["log-probability"])
 
 
 # --- training in the background -----------------------------------------------------

@@ -27,6 +27,7 @@ import torch
 
 from date_seq2seq import checkpoint as ckpt
 from date_seq2seq import cli
+from date_seq2seq import converter as converter_module
 from date_seq2seq.config import DataConfig, ModelConfig
 from date_seq2seq.converter import Converter
 
@@ -308,6 +309,29 @@ def test_a_beam_out_of_range_is_a_usage_error(trained_path, capsys, command, bea
     assert info.value.code == 2
     out, err = capsys.readouterr()
     assert out == "" and "--beam: must be a whole number from 1 to 64" in err
+
+
+@pytest.mark.parametrize("alpha", ["-0.1", "5.5", "nan", "inf", "x"])
+def test_a_length_penalty_out_of_range_is_a_usage_error(trained_path, capsys, alpha):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["convert", "--checkpoint", str(trained_path), "--alpha", alpha])
+    assert info.value.code == 2
+    assert "--alpha: must be a number from 0 to 5" in capsys.readouterr().err
+
+
+def test_the_length_penalty_reaches_the_search(trained_path, monkeypatch, capsys):
+    seen = []
+    real = converter_module.decode
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(kwargs["alpha"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(converter_module, "decode", recording)
+    args = ["--checkpoint", str(trained_path), "--beam", "3", "--alpha", "0.3"]
+    assert cli.main(["convert", *args, "24-11-22"]) == 0
+    assert cli.main(["evaluate", *args]) == 0
+    assert seen and set(seen) == {0.3}
 
 
 @pytest.mark.parametrize("beam", [0, -3, 65, 2.0, True])

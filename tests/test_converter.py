@@ -23,8 +23,16 @@ from date_seq2seq.converter import (
     default_checkpoint_path,
     forceable_tokens,
 )
-from date_seq2seq.data import source_text, split, target_text, target_tokens
-from date_seq2seq.training import train
+from date_seq2seq.data import (
+    encode_sources,
+    source_text,
+    split,
+    target_text,
+    target_tokens,
+)
+from date_seq2seq.decoding import beam_hypotheses
+from date_seq2seq.train_setup import Setup
+from date_seq2seq.training import Trainer, train
 from date_seq2seq.vocab import EOS, GO
 
 TINY_DATA = DataConfig(train_size=32, held_out_size=8, seed=1)
@@ -414,3 +422,46 @@ def test_forceable_tokens(vocab):
     tokens = forceable_tokens(vocab)
     assert EOS in tokens and "Nov" in tokens and "7" in tokens
     assert "<PAD>" not in tokens and GO not in tokens
+
+
+# --- beam search made visible ---------------------------------------------------
+
+
+def test_a_beam_view_rescored_equals_the_search(converter, held_out_texts):
+    for text in held_out_texts[:5]:
+        view = converter.beam(text, 4)
+        beam = beam_hypotheses(converter.model, encode_sources([text], converter.vocab),
+                               4, 12, alpha=view.alpha)  # fmt: skip
+        want = beam.logprob[0][beam.logprob[0].isfinite()]
+        got = torch.tensor([h.logprob for h in view.hypotheses])
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+        scores = [h.score for h in view.hypotheses]
+        assert scores == sorted(scores, reverse=True)  # best first: [0] won
+        assert view.conversion.output == view.hypotheses[0].output
+        assert view.conversion == converter.convert(text, 4)
+        assert view.greedy.output == converter.convert(text).output
+        assert len(view.conversion.attention) == len(view.conversion.tokens)
+
+
+def test_where_beam_and_greedy_differ_the_view_says_where_and_why():
+    weak = Trainer(*Setup(epochs=3, train_size=500, seed=2).configs())
+    weak.run()
+    converter = Converter(weak.checkpoint())
+    texts = [source_text(d) for d in converter.window.dates()[::37]]
+    views = [converter.beam(text, 5) for text in texts]
+    differ = [v for v in views if v.greedy_rank != 0]
+    assert differ, "a weak model's beam should overrule greedy somewhere"
+    for view in differ:
+        won, greedy = view.hypotheses[0], view.greedy
+        assert won.score > greedy.score
+        said = view.why()
+        assert said.startswith("They part at step") and f"{won.logprob:.3f}" in said
+    same = next(v for v in views if v.greedy_rank == 0)
+    assert same.why().startswith("Beam search agrees with greedy")
+
+
+def test_a_beam_view_of_a_bad_date_is_its_error(converter):
+    view = converter.beam("24-02-30", 3)
+    assert view.conversion.error and view.hypotheses == ()
+    with pytest.raises(ValueError, match="alpha"):
+        converter.beam("24-11-22", 3, alpha=-1)

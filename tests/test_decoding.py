@@ -10,7 +10,14 @@ import torch
 from date_seq2seq.attention import Memory
 from date_seq2seq.config import ModelConfig
 from date_seq2seq.data import encode_sources
-from date_seq2seq.decoding import beam_search, decode, greedy, step_through
+from date_seq2seq.decoding import (
+    beam_hypotheses,
+    beam_search,
+    decode,
+    greedy,
+    length_penalty,
+    step_through,
+)
 from date_seq2seq.model import Seq2Seq, StepOutput
 from date_seq2seq.vocab import Vocabulary
 
@@ -84,6 +91,55 @@ def test_beam_search_stops_at_eos_too():
     torch.testing.assert_close(
         out.logprob, greedy(model, torch.zeros(3, 8), 12).logprob
     )
+
+
+A, B, C, D = 5, 6, 7, 8  # the chain model's tokens
+# Fed token -> the next token's probabilities. From <GO>: A (0.55) or B (0.45);
+# A ends at once (0.7); B goes on through C and D (0.9 each) before <EOS>.
+CHAIN = {GO: {A: 0.55, B: 0.45}, A: {EOS: 0.7, C: 0.3}, B: {C: 0.9, EOS: 0.1},
+         C: {D: 0.9, EOS: 0.1}, D: {EOS: 1.0}}  # fmt: skip
+
+
+class ChainModel:
+    """A stand-in whose next-token probabilities depend on the fed token only."""
+
+    cfg = ModelConfig(vocab_size=9)
+
+    def encode(self, src, src_lengths=None):
+        batch, src_len = src.shape
+        keys = torch.zeros(batch, src_len, 1)
+        memory = Memory(keys, keys, torch.ones(batch, src_len, dtype=torch.bool))
+        return memory, (torch.zeros(1, batch, 1), None)
+
+    def decode_step(self, fed, state, memory):
+        probs = torch.full((fed.size(0), self.cfg.vocab_size), 1e-9)
+        for row, token in enumerate(fed.tolist()):
+            for following, p in CHAIN.get(token, {EOS: 1.0}).items():
+                probs[row, following] = p
+        return StepOutput(probs.log(), state, state[0][0], None)
+
+
+def test_the_length_penalty_stops_beam_search_preferring_short_answers():
+    src = torch.zeros(1, 8, dtype=torch.long)
+    short, long = [A, EOS], [B, C, D, EOS]  # log-probabilities -0.955, -1.010
+    assert _trim(greedy(ChainModel(), src, 12).ids) == [short]
+    assert _trim(beam_search(ChainModel(), src, 3, 12, alpha=0.0).ids) == [short]
+    # Per GNMT's penalty, ((5 + 2) / 6) and ((5 + 4) / 6): -0.819 against -0.673.
+    assert _trim(beam_search(ChainModel(), src, 3, 12, alpha=1.0).ids) == [long]
+
+
+def test_beam_hypotheses_come_best_first_with_their_scores():
+    src = torch.zeros(2, 8, dtype=torch.long)
+    beam = beam_hypotheses(ChainModel(), src, 4, 12, alpha=0.6)
+    assert beam.ids.shape[:2] == (2, 4) and beam.logprob.shape == (2, 4)
+    lengths = ((beam.ids != PAD) & (beam.ids != EOS)).sum(-1) + (beam.ids == EOS).any(
+        -1
+    )
+    assert torch.allclose(beam.score, beam.logprob / length_penalty(lengths, 0.6))
+    assert bool((beam.score[:, :-1] >= beam.score[:, 1:]).all())  # best first
+    got = [tuple(row) for row in _trim(beam.ids[0])]
+    assert len(set(got)) == 4  # four different hypotheses
+    assert torch.equal(beam.best().ids, beam.ids[:, 0])
 
 
 def test_an_output_bias_for_eos_ends_decoding_at_once(trained, held_out_set):

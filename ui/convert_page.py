@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from date_seq2seq.converter import Conversion, Converter
+from date_seq2seq.config import LENGTH_ALPHA
+from date_seq2seq.converter import BeamView, Conversion, Converter, Hypothesis
 from ui import charts
 from ui.state import EXAMPLES, Session, session
 from ui.text import code, plain
@@ -69,6 +70,35 @@ def result_ui(result: Conversion) -> None:
             st.markdown(f":red[**Wrong:** {said}, marked red.]")
 
 
+def beam_ui(searched: BeamView) -> None:
+    """The hypotheses the beam kept, best first, and why greedy differs or not."""
+    st.markdown("#### What the beam kept")
+    greedy_rank = searched.greedy_rank
+    rows = [
+        hypothesis_row(h, i + 1, "won" if i == 0 else "", i == greedy_rank)
+        for i, h in enumerate(searched.hypotheses)
+    ]
+    if greedy_rank is None:  # greedy's own answer was pruned: show it anyway
+        rows.append(hypothesis_row(searched.greedy, None, "not kept", True))
+    st.dataframe(rows, hide_index=True, width="stretch", key="hypotheses")
+    st.caption(plain(searched.why()))
+
+
+def hypothesis_row(h: Hypothesis, rank: int | None, verdict: str, greedy: bool) -> dict:
+    weakest = min(range(len(h.probs)), key=h.probs.__getitem__, default=None)
+    return {
+        "#": rank,
+        "answer": h.output or "(nothing)",
+        "ended": "<EOS>" in h.tokens,
+        "tokens": len(h.tokens),
+        "log-probability": round(h.logprob, 3),
+        "score": round(h.score, 3),
+        "least sure token": "" if weakest is None else (
+            f"{h.tokens[weakest]} at step {weakest + 1}: {h.probs[weakest]:.1%}"),
+        "note": ", ".join(filter(None, [verdict, "greedy's answer" if greedy else ""])),
+    }  # fmt: skip
+
+
 def convert_page() -> None:
     this = session()
     st.title("Convert a date")
@@ -92,9 +122,19 @@ def convert_page() -> None:
     search = right.radio(
         "Decoding", ["greedy", "beam search"], key="search", horizontal=True
     )
-    beam = right.slider("Beam width", 2, 8, 3, key="beam") if search != "greedy" else 1
+    searched = None
     walked = converter.step_through(text, top_k=3)  # one decode: answer and steps
-    result = walked.conversion if beam == 1 else converter.convert(text, beam)
+    result = walked.conversion
+    if search != "greedy":
+        beam = right.slider("Beam width", 2, 8, 3, key="beam")
+        alpha = right.slider(
+            "Length penalty α", 0.0, 2.0, LENGTH_ALPHA, 0.1, key="alpha",
+            help="A hypothesis is ranked by its summed log-probability divided by "
+            "((5 + length) / 6) ** α (GNMT). At 0 a short answer is favoured: each "
+            "token more can only lower the sum.",
+        )  # fmt: skip
+        searched = converter.beam(text, beam, alpha)
+        result = searched.conversion
     if result.error:
         st.error(plain(result.error), icon=":material/error:")
         return
@@ -118,6 +158,8 @@ def convert_page() -> None:
             result.input, result.tokens, result.attention, "attention heatmap"
         )
         st.vega_lite_chart(heatmap, width="stretch", key="heatmap")
+    if searched is not None:
+        beam_ui(searched)
     st.markdown("#### Step by step (greedy)")
     table = [
         {
