@@ -15,9 +15,24 @@ the app and the command line use (`Converter`).
 
 from .checkpoint import Checkpoint, CheckpointError, load, save
 from .config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
-from .converter import Conversion, Converter, StepThrough
-from .data import DateDataset, InputError, parse_source, source_text, target_text
-from .decoding import Decoded, beam_search, greedy, greedy_many, step_through
+from .converter import BeamView, Conversion, Converter, StepThrough
+from .data import (
+    DateDataset,
+    InputError,
+    parse_source,
+    source_text,
+    target_text,
+    task_vocabulary,
+)
+from .decoding import (
+    Decoded,
+    beam_hypotheses,
+    beam_search,
+    greedy,
+    greedy_many,
+    step_through,
+)
+from .forms import FORMS, parse_human
 from .metrics import bleu, exact_match, field_accuracy, summarize, token_accuracy
 from .model import (
     FreeRunning,
@@ -27,13 +42,14 @@ from .model import (
     TeacherForcing,
     unroll,
 )
-from .training import Progress, Trainer, TrainResult, fit, train
+from .training import Progress, Trainer, TrainResult, default_configs, fit, train
 from .vocab import Vocabulary
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 
 __all__ = [
+    "BeamView",
     "Checkpoint",
     "CheckpointError",
     "Conversion",
@@ -42,6 +58,7 @@ __all__ = [
     "DateDataset",
     "DecodeConfig",
     "Decoded",
+    "FORMS",
     "FreeRunning",
     "Imposed",
     "InputError",
@@ -56,20 +73,24 @@ __all__ = [
     "Trainer",
     "Vocabulary",
     "__version__",
+    "beam_hypotheses",
     "beam_search",
     "bleu",
+    "default_configs",
     "exact_match",
     "field_accuracy",
     "fit",
     "greedy",
     "greedy_many",
     "load",
+    "parse_human",
     "parse_source",
     "save",
     "source_text",
     "step_through",
     "summarize",
     "target_text",
+    "task_vocabulary",
     "token_accuracy",
     "train",
     "unroll",

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 import torch
 
 from .config import DataConfig, ModelConfig, TrainConfig, from_dict
-from .data import split, task_vocabulary
+from .data import split_pairs, task_vocabulary
 from .model import Seq2Seq
 from .vocab import Vocabulary
 
@@ -269,10 +269,11 @@ def _validate(obj: object) -> Checkpoint:
         vocab = Vocabulary(obj["vocab"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"bad vocabulary in checkpoint: {e}") from None
-    if vocab != task_vocabulary():  # same tokens, same order: nothing else decodes
+    task_vocab = task_vocabulary(data_cfg.task)
+    if vocab != task_vocab:  # same tokens, same order: nothing else decodes
         raise CheckpointError(
-            "the vocabulary is not this task's: it must be exactly "
-            f"{len(task_vocabulary())} tokens in the task's order (ids mean tokens)"
+            f"the vocabulary is not this task's ({data_cfg.task}): it must be exactly "
+            f"{len(task_vocab)} tokens in the task's order (ids mean tokens)"
         )
     if len(vocab) != model_cfg.vocab_size:
         raise CheckpointError(
@@ -289,7 +290,7 @@ def _validate(obj: object) -> Checkpoint:
         if problem:
             raise CheckpointError(f"bad training history in checkpoint: {problem}")
     try:
-        split(data_cfg)  # the window and its train/held-out draw, as used later
+        split_pairs(data_cfg)  # the window and its train/held-out draw, as used later
     except ValueError as e:
         raise CheckpointError(f"bad data configuration in checkpoint: {e}") from None
     state = obj["state_dict"]

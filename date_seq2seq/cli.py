@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,16 +32,16 @@ from .config import (
     LENGTH_ALPHA,
     MAX_BEAM,
     MAX_LENGTH_ALPHA,
-    DataConfig,
+    TASKS,
     DecodeConfig,
-    ModelConfig,
-    TrainConfig,
     check_beam_size,
     check_length_alpha,
 )
 from .converter import Conversion, Converter, default_checkpoint_path
-from .data import DateDataset, Window, printable
-from .training import Progress, evaluate_held_out, train
+from .data import DateDataset, Window, printable, target_tokens
+from .forms import FORM_NAMES, form_of
+from .metrics import summarize
+from .training import Progress, default_configs, evaluate_held_out, train
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNUSABLE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
@@ -83,51 +84,44 @@ def _parser() -> argparse.ArgumentParser:
         description="Convert dates yy-mm-dd -> dd/Mon/yyyy with a seq2seq model.",
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    d_model, d_train, d_data = ModelConfig(), TrainConfig(), DataConfig()
-
-    train = sub.add_parser("train", help="train a model from scratch")
-    train.add_argument(
-        "--attention", choices=ATTENTION_KINDS, default=d_model.attention
+    train = sub.add_parser(
+        "train",
+        help="train a model from scratch",
+        description="Train a model from scratch. An option left out takes the "
+        "task's default (see `default_configs`).",
     )
-    train.add_argument("--cell", choices=CELL_KINDS, default=d_model.cell)
-    train.add_argument("--embedding-dim", type=int, default=d_model.embedding_dim)
+    _add_task(train, "what the inputs look like (default yymmdd)")
+    train.add_argument("--attention", choices=ATTENTION_KINDS)
+    train.add_argument("--cell", choices=CELL_KINDS)
+    train.add_argument("--embedding-dim", type=int)
+    train.add_argument("--hidden", type=int, help="encoder and decoder hidden size")
     train.add_argument(
-        "--hidden",
-        type=int,
-        default=d_model.encoder_hidden,
-        help="encoder and decoder hidden size",
+        "--decoder-hidden", type=int, help="decoder hidden size if different (bridged)"
     )
+    train.add_argument("--layers", type=int)
     train.add_argument(
-        "--decoder-hidden",
-        type=int,
-        default=None,
-        help="decoder hidden size if different (bridged)",
-    )
-    train.add_argument("--layers", type=int, default=d_model.num_layers)
-    train.add_argument("--dropout", type=float, default=d_model.dropout)
-    train.add_argument("--epochs", type=int, default=d_train.epochs)
-    train.add_argument("--batch-size", type=int, default=d_train.batch_size)
-    train.add_argument("--lr", type=float, default=d_train.lr)
+        "--bidirectional", action=argparse.BooleanOptionalAction,
+        help="read the input both ways: outputs 2 × hidden wide",
+    )  # fmt: skip
+    train.add_argument("--dropout", type=float)
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
     train.add_argument(
         "--sampling-prob",
         type=float,
-        default=d_train.sampling_prob,
         help="scheduled sampling: p of feeding own prediction",
     )
-    train.add_argument("--seed", type=int, default=d_train.seed)
-    train.add_argument("--train-size", type=int, default=d_data.train_size)
-    train.add_argument("--held-out-size", type=int, default=d_data.held_out_size)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--train-size", type=int)
+    train.add_argument("--held-out-size", type=int)
     train.add_argument(
         "--target-accuracy",
         type=float,
-        default=d_train.target_accuracy,
         help="stop once held-out exact match reaches this",
     )
     train.add_argument(
-        "--patience",
-        type=int,
-        default=d_train.patience,
-        help="epochs to go on after reaching the target",
+        "--patience", type=int, help="epochs to go on after reaching the target"
     )
     train.add_argument(
         "--out",
@@ -141,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     convert = sub.add_parser("convert", help="convert dates (arguments or stdin)")
     convert.add_argument("dates", nargs="*", metavar="DATE")
     convert.add_argument("--checkpoint", type=Path, default=None)
+    _add_task(convert, "without --checkpoint: whose default model (default yymmdd)")
     convert.add_argument("--beam", type=_beam, default=1, help="beam width (1: greedy)")
     _add_alpha(convert)
     convert.add_argument("--json", action="store_true", help="one JSON object a line")
@@ -148,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="metrics on held-out or all dates")
     evaluate.add_argument("--checkpoint", type=Path, default=None)
+    _add_task(evaluate, "without --checkpoint: whose default model (default yymmdd)")
     evaluate.add_argument(
         "--all-dates",
         action="store_true",
@@ -160,6 +156,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=_evaluate)
     return parser
+
+
+def _add_task(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--task", choices=TASKS, default=None,
+        help=f"yymmdd: 24-11-22 only; human: twelve forms people write. {what}",
+    )  # fmt: skip
 
 
 def _add_alpha(command: argparse.ArgumentParser) -> None:
@@ -247,30 +250,24 @@ def _progress_printer(stream: TextIO) -> Callable[[Progress], None]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    model_cfg = ModelConfig(
-        cell=args.cell,
-        attention=args.attention,
-        embedding_dim=args.embedding_dim,
-        encoder_hidden=args.hidden,
-        decoder_hidden=args.hidden
-        if args.decoder_hidden is None
-        else args.decoder_hidden,
-        num_layers=args.layers,
-        dropout=args.dropout,
-    )
-    data_cfg = DataConfig(
+    task = args.task or "yymmdd"
+    data_cfg, model_cfg, train_cfg = default_configs(task)
+    hidden, decoder_hidden = args.hidden, args.decoder_hidden
+    model_cfg = replace(model_cfg, **_given(
+        cell=args.cell, attention=args.attention, embedding_dim=args.embedding_dim,
+        encoder_hidden=hidden,
+        decoder_hidden=hidden if decoder_hidden is None else decoder_hidden,
+        num_layers=args.layers, dropout=args.dropout, bidirectional=args.bidirectional,
+    ))  # fmt: skip
+    data_cfg = replace(data_cfg, **_given(
         train_size=args.train_size, held_out_size=args.held_out_size, seed=args.seed
-    )
-    train_cfg = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        sampling_prob=args.sampling_prob,
-        target_accuracy=args.target_accuracy,
-        patience=args.patience,
-        seed=args.seed,
-    )
-    out = args.out or default_checkpoint_path()
+    ))  # fmt: skip
+    train_cfg = replace(train_cfg, **_given(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        sampling_prob=args.sampling_prob, target_accuracy=args.target_accuracy,
+        patience=args.patience, seed=args.seed,
+    ))  # fmt: skip
+    out = args.out or default_checkpoint_path(task)
     problem = _unwritable(out)
     if problem:  # found before training, not after
         print(
@@ -333,6 +330,11 @@ def _train(args: argparse.Namespace) -> int:
     return EXIT_REFUSED if result.stop_reason == "diverged" else EXIT_OK
 
 
+def _given(**options: object) -> dict[str, object]:
+    """The options given on the command line (the rest keep the task's defaults)."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def _unwritable(path: Path) -> str | None:
     """Why a checkpoint cannot be written at path, or None if it can."""
     if problem := target_problem(path):  # a directory, a device, a pipe
@@ -353,13 +355,16 @@ def _converter(args: argparse.Namespace) -> Converter:
     """The model to convert with, searching as the arguments say."""
     if args.checkpoint is not None:
         converter = Converter.from_path(args.checkpoint)
-    else:
-        if not default_checkpoint_path().exists():
-            print(
-                f"no default model yet: training one ({default_checkpoint_path()})",
-                file=sys.stderr,
+        if args.task is not None and args.task != converter.task:
+            raise CheckpointError(
+                f"it is a model of the {converter.task} task, not {args.task}"
             )
-        converter = Converter.default(on_progress=_progress_printer(sys.stderr))
+    else:
+        task = args.task or "yymmdd"
+        path = default_checkpoint_path(task)
+        if not path.exists():
+            print(f"no default model yet: training one ({path})", file=sys.stderr)
+        converter = Converter.default(_progress_printer(sys.stderr), task)
     converter.decode_config = replace(converter.decode_config, length_alpha=args.alpha)
     return converter
 
@@ -486,27 +491,36 @@ def _format(result: Conversion, as_json: bool) -> str:
 def _evaluate(args: argparse.Namespace) -> int:
     converter = _converter(args)
     if args.all_dates:
-        days, split_name = converter.window.dates(), "all dates"
+        pairs, split_name = converter.pairs(converter.window.dates()), "all dates"
     else:
-        days, split_name = converter.held_out_days(), "held-out"
-    if not days:
+        pairs, split_name = converter.held_out_pairs(), "held-out"
+    if not pairs:
         print("error: the checkpoint's held-out split is empty", file=sys.stderr)
         return EXIT_UNUSABLE
     started = time.perf_counter()
-    metrics = converter.evaluate(days, args.beam)
+    preds = converter.predict([text for text, _ in pairs], args.beam)
+    refs = [target_tokens(day) for _, day in pairs]
+    metrics: dict[str, object] = dict(summarize(preds, refs))
     metrics["seconds"] = round(time.perf_counter() - started, 3)
-    metrics["wrong"] = round(metrics["count"] * (1 - metrics["exact_match"]))
+    wrong = [text for (text, _), p, r in zip(pairs, preds, refs, strict=True) if p != r]
+    metrics["wrong"] = len(wrong)
+    if converter.task == "human":  # where the mistakes are: per input form
+        forms = Counter(form_of(text) for text in wrong)
+        metrics["wrong_by_form"] = {name: forms[name] for name in FORM_NAMES}
     if args.json:
         print(json.dumps({"split": split_name, **metrics}))
         return EXIT_OK
     window: Window = converter.window
-    print(f"{split_name}: {metrics['count']} dates ({window.describe()})")
+    unit = "(date, form) pairs" if converter.task == "human" else "dates"
+    print(f"{split_name}: {metrics['count']} {unit} ({window.describe()})")
     for name, value in metrics.items():
-        if name not in ("count", "seconds", "wrong"):
+        if name not in ("count", "seconds", "wrong", "wrong_by_form"):
             print(
                 f"  {name:<16} {value:.4%}"
                 if name != "bleu"
                 else f"  {name:<16} {value:.4f}"
             )
     print(f"  wrong            {metrics['wrong']}")
+    for form, count in metrics.get("wrong_by_form", {}).items():
+        print(f"    {form:<24} {count}")
     return EXIT_OK

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 ATTENTION_KINDS = ("none", "dot", "general", "additive")
+TASKS = ("yymmdd", "human")  # 24-11-22 only; or dates as people write them
 CELL_KINDS = ("lstm", "gru")
 
 MAX_SIZE = (
@@ -73,6 +74,7 @@ class DataConfig:
     train_size: int = 4000  # the classic tutorial's size
     held_out_size: int = 1000  # disjoint from the training dates
     seed: int = 0  # draws the dates; independent of the model's initialisation
+    task: str = "yymmdd"  # one of TASKS: what the inputs look like
 
     def __post_init__(self) -> None:
         if not isinstance(self.start, str) or not isinstance(self.end, str):
@@ -82,6 +84,8 @@ class DataConfig:
                 raise ValueError(f"{name} must be an integer")
         if self.train_size < 1 or self.held_out_size < 0:
             raise ValueError("train_size must be >= 1 and held_out_size >= 0")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}")
         _check_seed(self.seed)
 
 
@@ -99,8 +103,18 @@ class ModelConfig:
     decoder_hidden: int = 32  # may differ from encoder_hidden: the state is bridged
     num_layers: int = 1
     dropout: float = 0.0  # between stacked layers (and on embeddings) when training
+    # Read the input both ways: each position's output is [forward ; backward],
+    # 2 × encoder_hidden wide (the Coursera date assignment's encoder).
+    bidirectional: bool = False
+
+    @property
+    def encoder_output(self) -> int:
+        """The width of the encoder's outputs and of the state it hands over."""
+        return self.encoder_hidden * (2 if self.bidirectional else 1)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError("bidirectional must be true or false")
         if self.cell not in CELL_KINDS:
             raise ValueError(f"cell must be one of {CELL_KINDS}, not {self.cell!r}")
         if self.attention not in ATTENTION_KINDS:
@@ -115,10 +129,11 @@ class ModelConfig:
                 raise ValueError(f"{name} must be an integer from 1 to {most}")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
-        if self.attention == "dot" and self.encoder_hidden != self.decoder_hidden:
+        if self.attention == "dot" and self.encoder_output != self.decoder_hidden:
             raise ValueError(
-                "dot attention needs encoder_hidden == decoder_hidden; "
-                "use 'general' or 'additive' for different sizes"
+                "dot attention needs the encoder's output as wide as decoder_hidden "
+                "(2 × encoder_hidden if bidirectional); use 'general' or 'additive' "
+                "for different sizes"
             )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -20,13 +20,14 @@ from . import checkpoint as ckpt
 from .config import DecodeConfig, check_beam_size, check_length_alpha
 from .data import (
     InputError,
+    Pair,
     Window,
     encode_sources,
     parse_source,
-    source_text,
-    split,
+    split_pairs,
     target_text,
     target_tokens,
+    task_sources,
 )
 from .decoding import (
     Decoded,
@@ -37,20 +38,22 @@ from .decoding import (
     step_through,
     token_logprobs,
 )
+from .forms import normalise, parse_human
 from .metrics import summarize
-from .training import Progress, train
+from .training import Progress, default_configs, train
 from .vocab import EOS, EOS_ID, GO, PAD, PAD_ID, Vocabulary
 
 log = logging.getLogger(__name__)
 
 
-def default_checkpoint_path() -> Path:
-    """Where the default model lives: $DATE_SEQ2SEQ_HOME or the user's cache."""
+def default_checkpoint_path(task: str = "yymmdd") -> Path:
+    """Where a task's default model lives: $DATE_SEQ2SEQ_HOME or the user's cache."""
+    name = "default.pt" if task == "yymmdd" else f"default-{task}.pt"
     home = os.environ.get("DATE_SEQ2SEQ_HOME")
     if home:
-        return Path(home) / "default.pt"
+        return Path(home) / name
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "date_seq2seq" / "default.pt"
+    return Path(cache) / "date_seq2seq" / name
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,8 @@ Checked = tuple[str, dt.date | None, InputError | None]  # shown text, date, pro
 
 
 class Converter:
-    """Convert `yy-mm-dd` strings with one trained model."""
+    """Convert dates with one trained model: `yy-mm-dd`, or as people write
+    them for a model of the human task."""
 
     def __init__(
         self, checkpoint: ckpt.Checkpoint, decode_config: DecodeConfig | None = None
@@ -248,6 +252,7 @@ class Converter:
         self.model = checkpoint.model.eval()
         self.vocab = checkpoint.vocab
         self.window = Window.from_config(checkpoint.data_config)
+        self.task = checkpoint.data_config.task
         self.decode_config = decode_config or DecodeConfig()
 
     @classmethod
@@ -262,17 +267,19 @@ class Converter:
 
     @classmethod
     def default(
-        cls, on_progress: Callable[[Progress], None] | None = None
+        cls,
+        on_progress: Callable[[Progress], None] | None = None,
+        task: str = "yymmdd",
     ) -> Converter:
-        """Load the default model, training and saving it first if there is none.
+        """Load a task's default model, training and saving it first if there is none.
 
         If it cannot be saved (a read-only home), the model just trained is
         used as it is, with a warning: converting does not depend on caching.
         """
-        path = default_checkpoint_path()
+        path = default_checkpoint_path(task)
         if not path.exists():
             log.info("no default model at %s: training one", path)
-            checkpoint, _ = train(on_progress=on_progress)
+            checkpoint, _ = train(*default_configs(task), on_progress=on_progress)
             try:
                 checkpoint.save(path)
             except OSError as e:
@@ -306,11 +313,19 @@ class Converter:
             yield from self._convert_chunk(chunk, beam_size, with_attention)
 
     def _check(self, text: str) -> Checked:
-        shown = text.strip() if isinstance(text, str) else repr(text)
+        """What the model reads of an input, its date, or what is wrong with it."""
+        if not isinstance(text, str):
+            return repr(text), None, InputError("malformed", "the input must be text")
+        if self.task == "human":
+            try:
+                reading = parse_human(text, self.window)
+            except InputError as e:
+                return normalise(text), None, e
+            return reading.source, reading.day, None
         try:
-            return shown, parse_source(text, self.window), None
+            return text.strip(), parse_source(text, self.window), None
         except InputError as e:
-            return shown, None, e
+            return text.strip(), None, e
 
     def _convert_chunk(
         self, texts: list[str], beam_size: int, with_attention: bool = True
@@ -356,10 +371,18 @@ class Converter:
             expected=target_text(day) if day else None,
             tokens=tuple(tokens),
             expected_tokens=tuple(target_tokens(day)) if day else None,
-            attention=tuple(tuple(r) for r in attention) if attention else None,
-            warning=_guess(error, shown, tokens) if error else None,
+            # One column per input character: a batch's padding columns dropped.
+            attention=tuple(tuple(r[: len(shown)]) for r in attention)
+            if attention
+            else None,
+            warning=self._guess(error, shown, tokens) if error else None,
             kind=error.kind if error else "ok",
         )
+
+    def _guess(self, error: InputError, source: str, tokens: list[str]) -> str:
+        if self.task == "yymmdd":
+            return _guess(error, source, tokens)
+        return f"{error.message}. Here it wrote {''.join(tokens)!r}."
 
     def step_through(
         self,
@@ -446,20 +469,35 @@ class Converter:
     def evaluate(
         self, days: Iterable[dt.date], beam_size: int = 1, chunk_size: int = 8192
     ) -> dict[str, float]:
-        """Return metrics for converting the given dates (see metrics.summarize)."""
-        days = list(days)
-        preds = self.predict_days(days, beam_size, chunk_size)
-        return summarize(preds, [target_tokens(d) for d in days])
+        """Return metrics for converting the given dates, each in every form its
+        task writes (one for yymmdd, twelve for human; see metrics.summarize)."""
+        return self.evaluate_pairs(self.pairs(days), beam_size, chunk_size)
+
+    def evaluate_pairs(
+        self, pairs: Sequence[Pair], beam_size: int = 1, chunk_size: int = 8192
+    ) -> dict[str, float]:
+        """Return metrics for converting (input, date) pairs."""
+        preds = self.predict([text for text, _ in pairs], beam_size, chunk_size)
+        return summarize(preds, [target_tokens(day) for _, day in pairs])
+
+    def pairs(self, days: Iterable[dt.date]) -> list[Pair]:
+        """Every (input, date) pair the task writes for these dates."""
+        return [(text, day) for day in days for text in task_sources(self.task, day)]
 
     def predict_days(
         self, days: Iterable[dt.date], beam_size: int = 1, chunk_size: int = 8192
     ) -> list[list[str]]:
-        """Return the model's output tokens for each date, <EOS> and padding cut."""
+        """Return the model's output tokens for each date's input(s), in order."""
+        return self.predict([t for t, _ in self.pairs(days)], beam_size, chunk_size)
+
+    def predict(
+        self, sources: Iterable[str], beam_size: int = 1, chunk_size: int = 8192
+    ) -> list[list[str]]:
+        """Return the model's output tokens for valid inputs, <EOS> and padding cut."""
         preds = []
-        it = iter(days)
+        it = iter(sources)
         while chunk := list(islice(it, chunk_size)):
-            src = encode_sources([source_text(d) for d in chunk], self.vocab)
-            out = self._decode(src, beam_size)
+            out = self._decode(encode_sources(chunk, self.vocab), beam_size)
             preds += [self.vocab.decode(r) for r in out.ids.tolist()]
         return preds
 
@@ -469,4 +507,8 @@ class Converter:
 
     def held_out_days(self) -> list[dt.date]:
         """Return the held-out dates this model's data config draws."""
-        return split(self.checkpoint.data_config)[1]
+        return [day for _, day in self.held_out_pairs()]
+
+    def held_out_pairs(self) -> list[Pair]:
+        """Return the held-out (input, date) pairs this model's data config draws."""
+        return split_pairs(self.checkpoint.data_config)[1]

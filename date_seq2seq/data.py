@@ -10,19 +10,24 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset
 
 from .config import DataConfig
+from .dates import (  # noqa: F401 - re-exported: the package's names since 0.1
+    MAX_INPUT_CHARS,
+    MONTHS,
+    InputError,
+    Window,
+    days_in_month,
+    printable,
+)
+from .forms import FORMS, human_alphabet, human_source
 from .vocab import Vocabulary
 
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
-          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # fmt: skip
 SOURCE_LEN = 8  # yy-mm-dd
 TARGET_LEN = 9  # dd / Mon / yyyy, the month one token
-MAX_INPUT_CHARS = 64  # longer inputs are refused before any other look
 
 
 def source_text(day: dt.date) -> str:
@@ -40,44 +45,24 @@ def target_text(day: dt.date) -> str:
     return "".join(target_tokens(day))
 
 
-def task_vocabulary() -> Vocabulary:
-    """Return the vocabulary of the task: specials, digits, `-`, `/`, months."""
+def task_vocabulary(task: str = "yymmdd") -> Vocabulary:
+    """Return a task's vocabulary: specials, what its inputs hold, `/`, months.
+
+    yymmdd: digits and `-`; human: every character of its twelve forms.
+    """
+    if task == "human":
+        return Vocabulary.build([human_alphabet(), "0123456789/", MONTHS])
     return Vocabulary.build(["0123456789", "-/", MONTHS])
 
 
-@dataclass(frozen=True)
-class Window:
-    """The dates a model was trained on; a two-digit year is unambiguous inside."""
-
-    start: dt.date
-    end: dt.date
-
-    @classmethod
-    def from_config(cls, cfg: DataConfig) -> Window:
-        start, end = dt.date.fromisoformat(cfg.start), dt.date.fromisoformat(cfg.end)
-        if not start <= end or end.year - start.year >= 100:
-            raise ValueError("the window must be ordered and span under 100 years")
-        return cls(start, end)
-
-    def dates(self) -> list[dt.date]:
-        """Return every date of the window, in order."""
-        first = self.start.toordinal()
-        return [dt.date.fromordinal(o) for o in range(first, self.end.toordinal() + 1)]
-
-    def year_for(self, yy: int) -> int | None:
-        """Return the four-digit year a two-digit one means here, or None."""
-        for year in range(self.start.year, self.end.year + 1):
-            if year % 100 == yy:
-                return year
-        return None
-
-    def describe(self) -> str:
-        """Say the window in words, e.g. `1 Jan 1974 to 31 Dec 2034`."""
-        return f"{_words(self.start)} to {_words(self.end)}"
+def task_sources(task: str, day: dt.date) -> list[str]:
+    """Every input a task writes for a date: one for yymmdd, one a form for human."""
+    if task == "human":
+        return [human_source(day, form) for form in FORMS]
+    return [source_text(day)]
 
 
-def _words(day: dt.date) -> str:
-    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+Pair = tuple[str, dt.date]  # an input as the model reads it, and its date
 
 
 def split(cfg: DataConfig) -> tuple[list[dt.date], list[dt.date]]:
@@ -92,21 +77,33 @@ def split(cfg: DataConfig) -> tuple[list[dt.date], list[dt.date]]:
     return chosen[: cfg.train_size], chosen[cfg.train_size :]
 
 
+def split_pairs(cfg: DataConfig) -> tuple[list[Pair], list[Pair]]:
+    """Draw disjoint train and held-out (input, date) pairs of cfg's task, seeded.
+
+    yymmdd: one input a date, so the dates of `split`. human: any of the
+    window's dates × FORMS pairs, so a date may be held out in one form and
+    trained on in another – the lesson is reading forms, not the calendar.
+    """
+    if cfg.task == "yymmdd":
+        train, held_out = split(cfg)
+        return [(source_text(d), d) for d in train], [
+            (source_text(d), d) for d in held_out
+        ]
+    days = Window.from_config(cfg).dates()
+    need = cfg.train_size + cfg.held_out_size
+    if need > len(days) * len(FORMS):
+        raise ValueError(
+            f"the window has {len(days) * len(FORMS)} (date, form) pairs; {need} "
+            "were asked for"
+        )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(days) * len(FORMS), generator=gen)[:need].tolist()
+    chosen = [divmod(i, len(FORMS)) for i in order]
+    pairs = [(human_source(days[d], FORMS[f]), days[d]) for d, f in chosen]
+    return pairs[: cfg.train_size], pairs[cfg.train_size :]
+
+
 # --- input validation -------------------------------------------------------
-
-
-def printable(text: str) -> str:
-    """Text to quote on one line: a newline, tab or other control becomes U+FFFD."""
-    return "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)
-
-
-class InputError(ValueError):
-    """A user's input that cannot be converted, with a message a person reads."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind  # "malformed" | "impossible" | "outside_window"
-        self.message = message
 
 
 _SHAPE = re.compile(r"([0-9]{2})-([0-9]{2})-([0-9]{2})", re.ASCII)
@@ -157,7 +154,7 @@ def parse_source(text: str, window: Window) -> dt.date:
     try:
         day = dt.date(probe_year, mm, dd)
     except ValueError:
-        last = _days_in_month(probe_year, mm)
+        last = days_in_month(probe_year, mm)
         when = f"{MONTHS[mm - 1]} {year}" if year is not None else MONTHS[mm - 1]
         raise InputError(
             "impossible", f"{text}: {when} has {last} days, there is no day {dd}"
@@ -170,11 +167,6 @@ def parse_source(text: str, window: Window) -> dt.date:
             f"in {yy:02d}, so whatever it writes for the year is a guess",
         )
     return day
-
-
-def _days_in_month(year: int, month: int) -> int:
-    following = dt.date(year + month // 12, month % 12 + 1, 1)
-    return (following - dt.timedelta(days=1)).day
 
 
 def _shape_hint(text: str) -> str:
@@ -192,8 +184,12 @@ def _shape_hint(text: str) -> str:
 
 
 def encode_sources(texts: Sequence[str], vocab: Vocabulary) -> torch.Tensor:
-    """Turn equal-length, valid source strings into ids. Returns (batch, src_len)."""
-    return torch.tensor([vocab.encode(t) for t in texts], dtype=torch.long)
+    """Turn valid source strings into ids, right-padded with <PAD> to the longest.
+
+    Returns (batch, src_len). The model reads each row's length from where its
+    padding starts.
+    """
+    return pad_sequences([vocab.encode(t) for t in texts], vocab.pad_id)[0]
 
 
 def encode_targets(days: Sequence[dt.date], vocab: Vocabulary) -> torch.Tensor:
@@ -206,11 +202,11 @@ def pad_sequences(
     seqs: Sequence[Sequence[int]], pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id lists. Returns ids (batch, max_len) and lengths (batch,)."""
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    out = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        out[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return out, lengths
+    lengths = [len(s) for s in seqs]
+    longest = max(lengths, default=0)
+    padded = [[*s, *[pad_id] * (longest - len(s))] for s in seqs]  # one tensor call
+    ids = torch.tensor(padded, dtype=torch.long).reshape(len(seqs), longest)
+    return ids, torch.tensor(lengths, dtype=torch.long)
 
 
 class DateDataset(Dataset):
@@ -220,14 +216,27 @@ class DateDataset(Dataset):
     `yy-mm-dd`, tgt (TARGET_LEN + 2,) <GO>, `dd / Mon / yyyy`, <EOS>. A
     `DataLoader` batches them as (batch, 8) and (batch, 11). All pairs are
     encoded once, up front: the whole window is 22,280 dates.
+
+    The human task's sources (`sources`, one per date) vary in length: src is
+    right-padded with <PAD> to the longest, and the model reads each length
+    from where the padding starts.
     """
 
     def __init__(
-        self, days: Sequence[dt.date], vocab: Vocabulary | None = None
+        self,
+        days: Sequence[dt.date],
+        vocab: Vocabulary | None = None,
+        sources: Sequence[str] | None = None,
     ) -> None:
         self.days = list(days)
         self.vocab = vocab if vocab is not None else task_vocabulary()
-        self.src = encode_sources([source_text(d) for d in self.days], self.vocab)
+        # The inputs: `yy-mm-dd` of each date unless given (the human task's).
+        if sources is None:
+            sources = [source_text(d) for d in self.days]
+        self.sources = list(sources)
+        if len(self.sources) != len(self.days):
+            raise ValueError("one source per date")
+        self.src = encode_sources(self.sources, self.vocab)  # (n, longest), padded
         self.tgt = encode_targets(self.days, self.vocab)  # (n, TARGET_LEN + 2)
 
     @classmethod
@@ -245,9 +254,14 @@ class DateDataset(Dataset):
     @classmethod
     def split_config(cls, cfg: DataConfig) -> tuple[DateDataset, DateDataset]:
         """Draw the training and held-out dates a DataConfig describes."""
-        train_days, held_out_days = split(cfg)
-        vocab = task_vocabulary()
-        return cls(train_days, vocab), cls(held_out_days, vocab)
+        vocab = task_vocabulary(cfg.task)
+        train, held_out = split_pairs(cfg)
+        return cls.from_pairs(train, vocab), cls.from_pairs(held_out, vocab)
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[Pair], vocab: Vocabulary) -> DateDataset:
+        """A dataset of (input, date) pairs, e.g. the human task's."""
+        return cls([day for _, day in pairs], vocab, [text for text, _ in pairs])
 
     def __len__(self) -> int:
         return len(self.days)

@@ -84,26 +84,34 @@ def greedy_many(
 
     An optimization (tests hold it equal to `greedy`): each distinct source is
     decoded once – a file of dates repeats many – by the packed batch-last
-    decoder (fastpaths.PackedGreedy), in chunks of chunk_size: large enough
-    that torch spreads each op over its threads, small enough that a step's
-    tensors stay in cache.
+    decoder (fastpaths.PackedGreedy), in chunks of chunk_size, shortest
+    sources first: large enough that torch spreads each op over its threads,
+    small enough that a step's tensors stay in cache.
     """
     first, inverse = distinct_rows(src, model.cfg.vocab_size)
-    unique = src[first]
-    unique_lengths = src_lengths[first] if src_lengths is not None else None
+    lengths = src_lengths if src_lengths is not None else (src != PAD_ID).sum(dim=1)
+    # Shortest first, so that a chunk of the human task's inputs, which vary in
+    # length, is padded only to its own longest.
+    order = torch.argsort(lengths[first], stable=True)
+    by_length = first[order]
+    place = torch.empty_like(first)  # where each distinct row went
+    place[order] = torch.arange(len(first))
     packed = PackedGreedy(model)
     parts = []
-    for i in range(0, len(unique), chunk_size):
-        lengths = None if unique_lengths is None else unique_lengths[i : i + chunk_size]
+    for i in range(0, len(by_length), chunk_size):
+        rows = by_length[i : i + chunk_size]
+        chunk_lengths = lengths[rows]
+        longest = int(chunk_lengths.max())
         ids, attention, step_logprob = packed.decode(
-            unique[i : i + chunk_size], max_len, lengths
+            src[rows, :longest], max_len, chunk_lengths
         )
         parts.append(Decoded(ids, attention, _total_logprob(ids, step_logprob)))
     decoded = _concatenate(parts, src.size(1))
+    rows = place[inverse]
     return Decoded(
-        decoded.ids[inverse],
-        decoded.attention[inverse] if decoded.attention is not None else None,
-        decoded.logprob[inverse],
+        decoded.ids[rows],
+        decoded.attention[rows] if decoded.attention is not None else None,
+        decoded.logprob[rows],
     )
 
 
@@ -119,8 +127,9 @@ def _concatenate(parts: list[Decoded], src_len: int) -> Decoded:
     for part in parts:
         count, length = part.ids.shape
         ids[row : row + count, :length] = part.ids
-        if attention is not None:
-            attention[row : row + count, :length] = part.attention
+        if attention is not None:  # a chunk may have fewer (padding) columns
+            columns = part.attention.size(-1)
+            attention[row : row + count, :length, :columns] = part.attention
         row += count
     logprob = torch.cat([p.logprob for p in parts]) if parts else torch.zeros(0)
     return Decoded(ids, attention, logprob)

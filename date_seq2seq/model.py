@@ -58,6 +58,7 @@ class Encoder(nn.Module):
             num_layers=cfg.num_layers,
             dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
             batch_first=True,
+            bidirectional=cfg.bidirectional,
         )
 
     def forward(
@@ -65,8 +66,9 @@ class Encoder(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         """Encode. src (batch, src_len) -> outputs (batch, src_len, hidden), state."""
         x = self.dropout(self.embedding(src))  # (batch, src_len, emb)
-        ragged = src_lengths is not None and bool((src_lengths != src.size(1)).any())
-        if ragged:
+        if src_lengths is None:  # padding comes last and never inside a source
+            src_lengths = (src != PAD_ID).sum(dim=1)
+        if bool((src_lengths != src.size(1)).any()):  # some rows padded
             # Packing keeps padding out of the final state.
             packed = pack_padded_sequence(
                 x, src_lengths.cpu(), batch_first=True, enforce_sorted=False
@@ -78,7 +80,16 @@ class Encoder(nn.Module):
         else:
             outputs, state = self.rnn(x)
         h, c = state if isinstance(state, tuple) else (state, None)
+        if self.rnn.bidirectional:  # (layers * 2, B, H) -> (layers, B, 2H)
+            h, c = _both_ways(h), (_both_ways(c) if c is not None else None)
         return outputs, (h, c)
+
+
+def _both_ways(state: torch.Tensor) -> torch.Tensor:
+    """A bidirectional RNN's final states, each layer's two directions side by side."""
+    layers2, batch, hidden = state.shape
+    both = state.view(layers2 // 2, 2, batch, hidden)
+    return torch.cat([both[:, 0], both[:, 1]], dim=-1)
 
 
 class StepOutput(NamedTuple):
@@ -102,14 +113,14 @@ class Decoder(nn.Module):
         )
         # A different encoder size needs a bridge from its state to ours.
         self.bridge_h = self.bridge_c = None
-        if cfg.encoder_hidden != cfg.decoder_hidden:
-            self.bridge_h = nn.Linear(cfg.encoder_hidden, cfg.decoder_hidden)
+        if cfg.encoder_output != cfg.decoder_hidden:
+            self.bridge_h = nn.Linear(cfg.encoder_output, cfg.decoder_hidden)
             if cfg.cell == "lstm":
-                self.bridge_c = nn.Linear(cfg.encoder_hidden, cfg.decoder_hidden)
+                self.bridge_c = nn.Linear(cfg.encoder_output, cfg.decoder_hidden)
         self.attention = make_attention(
-            cfg.attention, cfg.encoder_hidden, cfg.decoder_hidden
+            cfg.attention, cfg.encoder_output, cfg.decoder_hidden
         )
-        out_in = cfg.decoder_hidden + (cfg.encoder_hidden if self.attention else 0)
+        out_in = cfg.decoder_hidden + (cfg.encoder_output if self.attention else 0)
         self.out = nn.Linear(out_in, cfg.vocab_size)
         self.layer_dropout = cfg.dropout if cfg.num_layers > 1 else 0.0
 

@@ -20,7 +20,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from date_seq2seq import checkpoint
-from date_seq2seq.config import DataConfig, TrainConfig
+from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from date_seq2seq.data import task_vocabulary
 from date_seq2seq.train_setup import BOUNDS, CHOICES, Setup
 from date_seq2seq.training import Trainer
 from ui.text import plain
@@ -391,6 +392,22 @@ def test_a_refusal_quoting_the_file_shows_it_as_plain_text(app) -> None:
     shown = app.error[0].value
     assert "unexpected" in shown and plain(weight) in shown
     assert "](http" not in shown and "**" not in shown  # no link, no bold
+    assert "the default model" in app.sidebar.markdown[0].value
+
+
+def test_a_human_task_model_is_sent_to_the_command_line(app) -> None:
+    vocab_size = len(task_vocabulary("human"))
+    trainer = Trainer(DataConfig(task="human", train_size=50, held_out_size=20),
+                      ModelConfig(vocab_size=vocab_size),
+                      TrainConfig(epochs=1))  # fmt: skip
+    trainer.run()
+    on(app, "train")
+    app.file_uploader(key="upload").set_value(
+        ("human.pt", trainer.checkpoint().to_bytes(), "application/octet-stream")
+    )
+    app.run()
+    assert not app.exception
+    assert "model of the human task" in app.error[0].value
     assert "the default model" in app.sidebar.markdown[0].value
 
 

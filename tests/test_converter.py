@@ -32,7 +32,7 @@ from date_seq2seq.data import (
 )
 from date_seq2seq.decoding import beam_hypotheses
 from date_seq2seq.train_setup import Setup
-from date_seq2seq.training import Trainer, train
+from date_seq2seq.training import Trainer, default_configs, train
 from date_seq2seq.vocab import EOS, GO
 
 TINY_DATA = DataConfig(train_size=32, held_out_size=8, seed=1)
@@ -257,18 +257,18 @@ def test_default_loads_an_existing_model_without_training(
 def test_default_trains_and_saves_when_there_is_none(model_home, monkeypatch):
     events, calls = [], []
 
-    def small_training(on_progress=None, should_stop=None):
-        calls.append(1)
+    def small_training(*configs, on_progress=None, should_stop=None):
+        calls.append(configs)
         return train(TINY_DATA, TINY_MODEL, TINY_TRAIN, on_progress=on_progress)
 
     monkeypatch.setattr(converter_module, "train", small_training)
     default = Converter.default(on_progress=events.append)
-    assert calls == [1]
+    assert calls == [default_configs()]
     assert (model_home / "default.pt").is_file()
     assert default.model.cfg == TINY_MODEL
     assert {e.kind for e in events} == {"step", "epoch"}
     Converter.default()  # now it exists: no second training
-    assert calls == [1]
+    assert len(calls) == 1
 
 
 def test_step_through_equals_convert_in_one_decode(converter, held_out_texts):

@@ -98,10 +98,19 @@ VARIANTS = [
     )
     if not (attention == "dot" and dec != 5)
 ]
+# A bidirectional encoder hands over 2 × 5 wide outputs and states.
+BIDIRECTIONAL = [
+    {"attention": attention, "cell": cell, "num_layers": 2, "bidirectional": True,
+     "decoder_hidden": 10 if attention == "dot" else 7}
+    for attention in ("none", "dot", "additive") for cell in ("lstm", "gru")
+]  # fmt: skip
+VARIANTS += BIDIRECTIONAL
+FUSED_VARIANTS += BIDIRECTIONAL
 
 
 def _name(v: dict) -> str:
-    return f"{v['attention']}-{v['cell']}-{v['num_layers']}x{v['decoder_hidden']}"
+    both = "-bidirectional" if v.get("bidirectional") else ""
+    return f"{v['attention']}-{v['cell']}-{v['num_layers']}x{v['decoder_hidden']}{both}"
 
 
 def _sources(n: int, seed: int) -> torch.Tensor:

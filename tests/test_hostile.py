@@ -266,7 +266,9 @@ def test_an_unwritable_home_still_converts_and_says_so(tmp_path, monkeypatch, ca
     home = tmp_path / "read-only"
     home.mkdir()
     monkeypatch.setenv("DATE_SEQ2SEQ_HOME", str(home))
-    monkeypatch.setattr(converter_module, "train", lambda on_progress=None: _tiny())
+    monkeypatch.setattr(
+        converter_module, "train", lambda *configs, on_progress=None: _tiny()
+    )
 
     def no_saving(self, path):  # noqa: ANN001, ANN202
         raise PermissionError(13, "Permission denied", str(path))

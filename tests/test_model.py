@@ -294,8 +294,13 @@ def test_packed_encoder_rows_equal_each_row_alone(cell, layers):
             torch.testing.assert_close(h[:, i], h1[:, 0], atol=1e-6, rtol=1e-5)
             if c is not None:
                 torch.testing.assert_close(c[:, i], c1[:, 0], atol=1e-6, rtol=1e-5)
-        # Without the lengths the padding leaks into the state: packing matters.
-        _, (h_unpacked, _) = model.encoder(src)
+        # Not given, the lengths are read from where the padding starts.
+        _, (h_read, _) = model.encoder(src)
+        torch.testing.assert_close(h_read, h)
+        # Run over the padding as if it were input, it leaks into the state:
+        # packing matters.
+        everything = torch.full((len(rows),), src.size(1))
+        _, (h_unpacked, _) = model.encoder(src, everything)
         assert not torch.allclose(h_unpacked[:, 2], h[:, 2], atol=1e-4)
 
 
@@ -353,3 +358,22 @@ def test_initialisation_is_seeded_and_follows_the_recipe():
     assert all((p == 0).all() for n, p in gru.named_parameters() if "bias" in n)
     emb = _model(seed=0, vocab_size=500, embedding_dim=40).encoder.embedding.weight
     assert 0.9 < float(emb.detach().std()) < 1.1
+
+
+@pytest.mark.parametrize("cell", CELL_KINDS)
+def test_a_bidirectional_encoder_hands_over_both_directions(cell):
+    model = _model(cell=cell, num_layers=2, bidirectional=True, attention="general")
+    hidden = model.cfg.encoder_hidden
+    src = torch.randint(3, VOCAB, (3, 6), generator=torch.Generator().manual_seed(2))
+    src[1, 4:] = PAD_ID  # a shorter row, padded
+    lengths = (src != PAD_ID).sum(1)
+    with torch.no_grad():
+        outputs, (h, c) = model.encoder(src)
+    assert outputs.shape == (3, 6, 2 * hidden) and h.shape == (2, 3, 2 * hidden)
+    for row, n in enumerate(lengths.tolist()):
+        # Forward ends at the last real character, backward at the first.
+        torch.testing.assert_close(h[-1, row, :hidden], outputs[row, n - 1, :hidden])
+        torch.testing.assert_close(h[-1, row, hidden:], outputs[row, 0, hidden:])
+        assert (outputs[row, n:] == 0).all()  # packed: nothing past the end
+    with pytest.raises(ValueError, match="2 × encoder_hidden"):
+        _cfg(bidirectional=True, attention="dot")

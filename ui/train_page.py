@@ -218,9 +218,17 @@ def model_files_ui(this: Session) -> None:
         except CheckpointError as e:
             this.upload = (upload.file_id, f"{upload.name} was refused: {e}")
         else:
-            this.upload = (upload.file_id, None)
-            this.use(converter, f"uploaded {upload.name}")
-            st.rerun()
+            if converter.task != "yymmdd":
+                said = (
+                    f"{upload.name} is a model of the {converter.task} task; the "
+                    "app's pages read yy-mm-dd so far: use it from the command "
+                    "line (python -m date_seq2seq convert --checkpoint FILE)"
+                )
+                this.upload = (upload.file_id, said)
+            else:
+                this.upload = (upload.file_id, None)
+                this.use(converter, f"uploaded {upload.name}")
+                st.rerun()
     if this.upload is not None and this.upload[1]:
         right.error(plain(this.upload[1]))
 

@@ -1,0 +1,68 @@
+"""The human task's default model, seed by seed: time to train, pairs wrong per form.
+
+Trains `default_configs("human")` with seeds 0-2 (or those given) and checks
+every (date, form) pair of the window, 22,280 × 12 = 267,360: held-out
+accuracy is no stopping rule here, the whole set is the test. Not a test: run
+it by hand,
+
+    python bench/human.py [SEED ...]      # about a minute a seed
+
+Prints a table and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+from date_seq2seq.converter import Converter  # noqa: E402
+from date_seq2seq.data import target_tokens  # noqa: E402
+from date_seq2seq.forms import FORM_NAMES, form_of  # noqa: E402
+from date_seq2seq.training import Trainer, default_configs  # noqa: E402
+
+
+def run(seed: int) -> dict[str, object]:
+    data, model, train = default_configs("human")
+    trainer = Trainer(replace(data, seed=seed), model, replace(train, seed=seed))
+    result = trainer.run()
+    converter = Converter(trainer.checkpoint())
+    pairs = converter.pairs(converter.window.dates())
+    started = time.perf_counter()
+    preds = converter.predict([text for text, _ in pairs])
+    checked = time.perf_counter() - started
+    wrong = Counter(
+        form_of(text)
+        for (text, day), pred in zip(pairs, preds, strict=True)
+        if pred != target_tokens(day)
+    )
+    return {
+        "seed": seed,
+        "train_seconds": round(result.seconds, 1),
+        "steps": len(result.step_losses),
+        "check_seconds": round(checked, 1),
+        "wrong": sum(wrong.values()),
+        "wrong_by_form": {name: wrong[name] for name in FORM_NAMES},
+    }
+
+
+def main() -> None:
+    seeds = [int(s) for s in sys.argv[1:]] or [0, 1, 2]
+    rows = [run(seed) for seed in seeds]
+    print("| seed | train (s) | steps | wrong of 267,360 | wrong by form |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        forms = ", ".join(f"{k} {v}" for k, v in row["wrong_by_form"].items() if v)
+        print(f"| {row['seed']} | {row['train_seconds']} | {row['steps']:,} | "
+              f"{row['wrong']} | {forms or '-'} |")  # fmt: skip
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
