@@ -103,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
         "--bidirectional", action=argparse.BooleanOptionalAction,
         help="read the input both ways: outputs 2 × hidden wide",
     )  # fmt: skip
+    train.add_argument(
+        "--attention-mask", action=argparse.BooleanOptionalAction,
+        help="no attention on <PAD> (default); --no-attention-mask: the exercise",
+    )  # fmt: skip
+    train.add_argument(
+        "--loss-mask", action=argparse.BooleanOptionalAction,
+        help="score target tokens only, not <PAD> (default)",
+    )  # fmt: skip
     train.add_argument("--dropout", type=float)
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
@@ -258,6 +266,7 @@ def _train(args: argparse.Namespace) -> int:
         encoder_hidden=hidden,
         decoder_hidden=hidden if decoder_hidden is None else decoder_hidden,
         num_layers=args.layers, dropout=args.dropout, bidirectional=args.bidirectional,
+        mask_attention=args.attention_mask,
     ))  # fmt: skip
     data_cfg = replace(data_cfg, **_given(
         train_size=args.train_size, held_out_size=args.held_out_size, seed=args.seed
@@ -265,7 +274,7 @@ def _train(args: argparse.Namespace) -> int:
     train_cfg = replace(train_cfg, **_given(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         sampling_prob=args.sampling_prob, target_accuracy=args.target_accuracy,
-        patience=args.patience, seed=args.seed,
+        patience=args.patience, seed=args.seed, mask_loss=args.loss_mask,
     ))  # fmt: skip
     out = args.out or default_checkpoint_path(task)
     problem = _unwritable(out)

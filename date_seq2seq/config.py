@@ -106,6 +106,9 @@ class ModelConfig:
     # Read the input both ways: each position's output is [forward ; backward],
     # 2 × encoder_hidden wide (the Coursera date assignment's encoder).
     bidirectional: bool = False
+    # Attention scores of <PAD> positions are set to -inf before the softmax
+    # (d2l's masked_softmax). Off, padding is attended to like input: an exercise.
+    mask_attention: bool = True
 
     @property
     def encoder_output(self) -> int:
@@ -113,8 +116,10 @@ class ModelConfig:
         return self.encoder_hidden * (2 if self.bidirectional else 1)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.bidirectional, bool):
-            raise ValueError("bidirectional must be true or false")
+        if not isinstance(self.bidirectional, bool) or not isinstance(
+            self.mask_attention, bool
+        ):
+            raise ValueError("bidirectional and mask_attention must be true or false")
         if self.cell not in CELL_KINDS:
             raise ValueError(f"cell must be one of {CELL_KINDS}, not {self.cell!r}")
         if self.attention not in ATTENTION_KINDS:
@@ -149,11 +154,16 @@ class TrainConfig:
     patience: int = 1  # epochs to go on after reaching the target: held-out 100% can
     # still leave a few of the 22,280 dates wrong; one more epoch settles them
     seed: int = 0  # initialisation, shuffling, dropout and sampling
+    # The loss counts target tokens only, not <PAD> past a target's end. Off,
+    # padding is scored too – here nothing changes: every target is 11 tokens.
+    mask_loss: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "seed"):
             if not _is_int(getattr(self, name)):
                 raise ValueError(f"{name} must be an integer")
+        if not isinstance(self.mask_loss, bool):
+            raise ValueError("mask_loss must be true or false")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 0:
             raise ValueError("epochs and batch_size must be >= 1, patience >= 0")
         _check_seed(self.seed)

@@ -101,7 +101,8 @@ def greedy_many(
     for i in range(0, len(by_length), chunk_size):
         rows = by_length[i : i + chunk_size]
         chunk_lengths = lengths[rows]
-        longest = int(chunk_lengths.max())
+        # Unmasked, attention sees the padding: it must stay as given.
+        longest = int(chunk_lengths.max()) if model.cfg.mask_attention else src.size(1)
         ids, attention, step_logprob = packed.decode(
             src[rows, :longest], max_len, chunk_lengths
         )

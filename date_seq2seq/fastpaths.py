@@ -204,7 +204,8 @@ class PackedGreedy:
             scored = torch.empty(prepared.shape)
             weighted = torch.empty(values.shape)
             blocked = (src == PAD_ID).T  # (S, B)
-            blocked = blocked if bool(blocked.any()) else None
+            if not bool(blocked.any()) or not model.cfg.mask_attention:
+                blocked = None
             weights = torch.empty(max_len, src.size(1), batch)
         finished = torch.zeros(batch, dtype=torch.bool)
         fed = torch.full((batch,), GO_ID, dtype=torch.long)

@@ -201,7 +201,9 @@ class Seq2Seq(nn.Module):
     ) -> tuple[Memory, State]:
         """Encode sources (batch, src_len) into attention memory and decoder state."""
         outputs, enc_state = self.encoder(src, src_lengths)
-        mask = src != PAD_ID  # (batch, src_len)
+        mask = src != PAD_ID  # (batch, src_len): True on real input
+        if not self.cfg.mask_attention:  # the exercise: padding looked at too
+            mask = torch.ones_like(mask)
         return self.decoder.memory(outputs, mask), self.decoder.init_state(enc_state)
 
     def decode_step(

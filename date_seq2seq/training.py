@@ -67,22 +67,23 @@ class TrainResult:
 
 
 def masked_cross_entropy(
-    logits: torch.Tensor, tgt_out: torch.Tensor, pad_id: int = PAD_ID
+    logits: torch.Tensor, tgt_out: torch.Tensor, pad_id: int | None = PAD_ID
 ) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy over real tokens only.
+    """Mean cross-entropy over real tokens only (every token if pad_id is None).
 
     Args:
         logits: (batch, tgt_len, vocab); tgt_out: (batch, tgt_len), pad_id past the end.
     Returns:
         the per-token loss and the number of tokens it averages.
     """
+    ignored = -100 if pad_id is None else pad_id  # -100: no id, nothing ignored
     total = F.cross_entropy(
         logits.reshape(-1, logits.size(-1)),
         tgt_out.reshape(-1),
-        ignore_index=pad_id,
+        ignore_index=ignored,
         reduction="sum",
     )
-    count = int((tgt_out != pad_id).sum())
+    count = int((tgt_out != ignored).sum())
     return total / max(count, 1), count
 
 
@@ -234,7 +235,9 @@ def fit(
                         logits = unroll(model, src, feed).logits
                     else:  # the same as unroll with TeacherForcing, one fused call
                         logits, _ = model(src, tgt_in)
-                loss, count = masked_cross_entropy(logits, tgt_out)
+                loss, count = masked_cross_entropy(
+                    logits, tgt_out, PAD_ID if cfg.mask_loss else None
+                )
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     with torch.no_grad():

@@ -20,6 +20,7 @@ from date_seq2seq.data import (
 from date_seq2seq.decoding import greedy, greedy_many
 from date_seq2seq.forms import FORMS, human_source
 from date_seq2seq.model import Seq2Seq
+from date_seq2seq.padding import padding_effect
 from date_seq2seq.training import Trainer
 from date_seq2seq.vocab import PAD_ID
 
@@ -112,3 +113,33 @@ def test_the_command_line_converts_and_evaluates_human_dates(weak, tmp_path, cap
     assert '"split": "held-out"' in capsys.readouterr().out
     assert cli.main(["convert", "--checkpoint", path, "--task", "yymmdd", "x"]) == 2
     assert "human task, not yymmdd" in capsys.readouterr().err
+
+
+# --- the masks, made visible --------------------------------------------------------
+
+
+def test_with_the_mask_padding_changes_nothing(weak):
+    days = weak.window.dates()[::1499]
+    for effect in padding_effect(weak, days):
+        assert effect.pad_attention == 0.0, effect
+        assert effect.right_padded == effect.right_alone, effect
+    assert effect.width == max(len(human_source(d, f)) for d in days for f in FORMS)
+
+
+def test_without_the_attention_mask_padding_is_looked_at():
+    cfg = ModelConfig(vocab_size=len(VOCAB), encoder_hidden=8, decoder_hidden=8,
+                      mask_attention=False)  # fmt: skip
+    trainer = Trainer(DATA, cfg, TrainConfig(epochs=1, batch_size=32))
+    trainer.run()
+    unmasked = Converter(trainer.checkpoint())
+    effects = padding_effect(unmasked, unmasked.window.dates()[::2999])
+    assert all(
+        e.pad_attention > 0 for e in effects if e.form != "Weekday, d Month yyyy"
+    )
+    # The fast path keeps the padding it was given when attention can see it.
+    texts = [human_source(dt.date(2024, 11, 22), f) for f in FORMS]
+    src = encode_sources(texts, VOCAB)
+    fast = greedy_many(unmasked.model, src, 12, chunk_size=5)
+    loop = greedy(unmasked.model, src, 12)
+    assert torch.equal(fast.ids, loop.ids)
+    torch.testing.assert_close(fast.attention, loop.attention, atol=1e-6, rtol=1e-5)

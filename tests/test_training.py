@@ -471,3 +471,24 @@ def test_a_stop_during_a_check_ends_the_run_without_held_out_figures(vocab):
                  should_stop=stop_in_the_first_check, eval_every=2)  # fmt: skip
     assert result.stop_reason == "requested" and len(result.step_losses) == 2
     assert "held_out_exact_match" not in result.history[-1]
+
+
+def test_the_loss_mask_changes_nothing_when_no_target_is_padded():
+    """Every target is 11 tokens, so there is no <PAD> for the mask to drop."""
+    data = DataConfig(train_size=96, held_out_size=8)
+    runs = []
+    for mask_loss in (True, False):
+        trainer = Trainer(data, train_config=TrainConfig(epochs=1, mask_loss=mask_loss))
+        trainer.run()
+        runs.append(trainer.checkpoint().fingerprint)
+    assert runs[0] == runs[1]
+
+
+def test_without_the_loss_mask_padding_is_scored_too():
+    logits = torch.zeros(1, 3, 5)
+    logits[0, :, 4] = 5.0  # sure of token 4 everywhere, <PAD> included
+    tgt_out = torch.tensor([[4, 4, PAD]])
+    masked, count = masked_cross_entropy(logits, tgt_out)
+    unmasked, all_count = masked_cross_entropy(logits, tgt_out, pad_id=None)
+    assert (count, all_count) == (2, 3)
+    assert float(unmasked) > float(masked)  # the <PAD> it was not sure of counts
