@@ -521,7 +521,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return EXIT_OK
     window: Window = converter.window
     unit = "(date, form) pairs" if converter.task == "human" else "dates"
-    print(f"{split_name}: {metrics['count']} {unit} ({window.describe()})")
+    print(f"{split_name}: {metrics['count']:,} {unit} ({window.describe()})")
     for name, value in metrics.items():
         if name not in ("count", "seconds", "wrong", "wrong_by_form"):
             print(
