@@ -232,6 +232,34 @@ def test_beam_search_converts_too(app) -> None:
     assert list(kept["score"]) == list(kept["log-probability"])
 
 
+def test_dates_as_people_write_them(app, monkeypatch) -> None:
+    """The human task's model trains on first use (here small), then converts."""
+    from ui import jobs
+    from ui.state import default_model_job
+
+    small = (DataConfig(task="human", train_size=600, held_out_size=50),
+             ModelConfig(vocab_size=len(task_vocabulary("human"))),
+             TrainConfig(epochs=1))  # fmt: skip
+    monkeypatch.setattr(jobs, "default_configs", lambda task: small)
+    default_model_job.clear()
+    app.radio(key="task").set_value("human").run()
+    assert not app.exception
+    assert any("training now" in i.value for i in app.info)
+    assert default_model_job("human").wait(TIMEOUT)
+    app.run()  # as the progress poll does once it is saved
+    assert not app.exception and not app.info
+    assert app.text_input(key="human_date").value == "Friday, 22 November 2024"
+    assert "`22/Nov/2024`" in markdown_text(app)  # the calendar's answer
+    heatmap = app.get("vega_lite_chart")[0]
+    assert heatmap is not None
+    app.text_input(key="human_date").set_value("thu 22 nov 24").run()
+    assert plain("is a Friday, not a Thursday") in app.error[0].value
+    app.button(key="example_2024年11月22日").click().run()
+    assert not app.error and app.text_input(key="human_date").value == "2024年11月22日"
+    app.radio(key="task").set_value("yymmdd").run()  # back: the classic task
+    assert app.text_input(key="date").value == "24-11-22"
+
+
 # --- training in the background -----------------------------------------------------
 
 

@@ -5,9 +5,22 @@ from __future__ import annotations
 import streamlit as st
 
 from date_seq2seq.config import LENGTH_ALPHA
-from date_seq2seq.converter import BeamView, Conversion, Converter, Hypothesis
+from date_seq2seq.converter import (
+    BeamView,
+    Conversion,
+    Converter,
+    Hypothesis,
+    default_checkpoint_path,
+)
+from date_seq2seq.forms import FORMS_HINT
 from ui import charts
-from ui.state import EXAMPLES, Session, session
+from ui.state import (
+    EXAMPLES,
+    Session,
+    default_converter_now,
+    session,
+    wait_for_default_model,
+)
 from ui.text import code, plain
 
 
@@ -25,8 +38,20 @@ def marked_tokens(result: Conversion) -> str:
     return " ".join(parts)
 
 
-def set_date(text: str) -> None:
-    st.session_state.date = text
+TASKS = {"yymmdd": "yy-mm-dd", "human": "as people write them"}
+HUMAN_EXAMPLES = ("Friday, 22 November 2024", "2024年11月22日", "nov 22 2024",
+                  "22.11.24", "22nd November 1999", "thu 22 nov 24")  # fmt: skip
+
+
+def set_text(key: str, text: str) -> None:
+    st.session_state[key] = text
+
+
+def human_model() -> Converter:
+    """The human task's default model; while it first trains, its progress."""
+    if not default_checkpoint_path("human").exists():
+        wait_for_default_model("human")  # reruns the page once it is saved
+    return default_converter_now("human")
 
 
 def model_to_use(this: Session) -> Converter:
@@ -106,18 +131,29 @@ def convert_page() -> None:
         "A character-level LSTM encoder-decoder rewrites `24-11-22` as "
         "`22/Nov/2024`. Type a date and see where it looked."
     )
-    converter = model_to_use(this)
+    task = st.radio(
+        "Input", list(TASKS), format_func=TASKS.get, key="task", horizontal=True,
+        help="yy-mm-dd: the classic task. As people write them: twelve forms, "
+        "from 22.11.24 to Friday, 22 November 2024, read by their own model.",
+    )  # fmt: skip
+    if task == "human":
+        converter = human_model()
+        st.caption("Converting with the model for dates as people write them.")
+        examples, key, label = HUMAN_EXAMPLES, "human_date", "Date as you write it"
+        hint = FORMS_HINT[0].upper() + FORMS_HINT[1:] + "."
+    else:
+        converter = model_to_use(this)
+        examples, key, label = EXAMPLES, "date", "Date as yy-mm-dd"
+        hint = "Two-digit year, month, day: 24-11-22 is 22 November 2024."
     with st.container(horizontal=True, gap="small"):  # wraps on a narrow screen
-        for example in EXAMPLES:
-            st.button(example, key=f"example_{example}", on_click=set_date,
-                      args=(example,))  # fmt: skip
+        for example in examples:
+            st.button(example, key=f"example_{example}", on_click=set_text,
+                      args=(key, example))  # fmt: skip
     left, right = st.columns([3, 2])
-    st.session_state.setdefault("date", EXAMPLES[0])
+    st.session_state.setdefault(key, examples[0])
     text = left.text_input(
-        "Date as yy-mm-dd", key="date", placeholder="24-11-22", help=(
-            "Two-digit year, month, day: 24-11-22 is 22 November 2024. The model "
-            f"was trained on {converter.window.describe()}."
-        ),
+        label, key=key, placeholder=examples[0],
+        help=f"{hint} The model was trained on {converter.window.describe()}.",
     )  # fmt: skip
     search = right.radio(
         "Decoding", ["greedy", "beam search"], key="search", horizontal=True

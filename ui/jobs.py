@@ -28,7 +28,7 @@ from date_seq2seq.exposure import GapRecorder
 from date_seq2seq.forming import AttentionRecorder, probe_recorder
 from date_seq2seq.model import Seq2Seq
 from date_seq2seq.train_setup import Setup
-from date_seq2seq.training import Progress, Trainer, TrainResult
+from date_seq2seq.training import Progress, Trainer, TrainResult, default_configs
 
 log = logging.getLogger(__name__)
 
@@ -244,11 +244,12 @@ class ComparisonJob(Job):
 
 
 class DefaultModelJob(Job):
-    """Train and save the default model, once per server, at first start."""
+    """Train and save a task's default model, once per server, when first needed."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: str = "yymmdd") -> None:
         super().__init__()
-        self.trainer = Trainer()
+        self.task = task
+        self.trainer = Trainer(*default_configs(task))
         self.latest: Progress | None = None
         self.trainer.observers.append(self._record)
 
@@ -267,4 +268,4 @@ class DefaultModelJob(Job):
 
     def _run(self) -> None:
         self.trainer.run()
-        self.trainer.checkpoint().save(default_checkpoint_path())
+        self.trainer.checkpoint().save(default_checkpoint_path(self.task))

@@ -118,16 +118,16 @@ def default_converter(path: str, mtime: float) -> Converter:
 
 
 @st.cache_resource(show_spinner=False)
-def default_model_job() -> DefaultModelJob:
-    """Train the default model once per server, however many sessions wait."""
-    job = DefaultModelJob()
+def default_model_job(task: str = "yymmdd") -> DefaultModelJob:
+    """Train a task's default model once per server, however many sessions wait."""
+    job = DefaultModelJob(task)
     job.start()
     return job
 
 
-def default_converter_now() -> Converter:
-    """The default model, as saved now."""
-    path = default_checkpoint_path()
+def default_converter_now(task: str = "yymmdd") -> Converter:
+    """A task's default model, as saved now."""
+    path = default_checkpoint_path(task)
     return default_converter(str(path), path.stat().st_mtime)
 
 
@@ -165,12 +165,20 @@ def session() -> Session:
     return st.session_state.session
 
 
-def wait_for_default_model() -> None:
-    """Show the first start's training, then rerun with the model; never returns."""
-    job = default_model_job()
-    st.info("No default model yet: training one now (a few seconds, first start only).")
+def wait_for_default_model(task: str = "yymmdd") -> None:
+    """Show a task's default model training, then rerun with it; never returns."""
+    job = default_model_job(task)
+    if task == "yymmdd":
+        st.info(
+            "No default model yet: training one now (a few seconds, first start only)."
+        )
+    else:
+        st.info(
+            "The model for dates as people write them is training now: about a "
+            "minute, the first time on this server only. Other pages work meanwhile."
+        )
 
-    @st.fragment(run_every=0.3)
+    @st.fragment(run_every=0.5)
     def progress() -> None:
         if job.done:
             if job.error:
@@ -179,9 +187,11 @@ def wait_for_default_model() -> None:
             st.rerun()
         history = job.trainer.result.history
         exact = history[-1].get("held_out_exact_match", 0.0) if history else 0.0
-        step = job.latest.step if job.latest else 0
+        latest = job.latest
+        step, total = (latest.step, latest.total_steps) if latest else (0, 1)
         st.progress(
-            exact, text=f"Step {step}: held-out exact match {exact:.1%} (stops at 100%)"
+            min(step / max(total, 1), 1.0),
+            text=f"Step {step:,} of {total:,}: held-out exact match {exact:.1%}",
         )
 
     progress()
