@@ -108,11 +108,33 @@ class Server:
             ) from e
 
 
+def _small_human_model():  # noqa: ANN202 - a Checkpoint
+    """A human-task model trained a little: the real one takes a minute."""
+    from date_seq2seq import DataConfig, ModelConfig, TrainConfig, Trainer
+    from date_seq2seq.data import task_vocabulary
+
+    trainer = Trainer(DataConfig(task="human", train_size=1000, held_out_size=50),
+                      ModelConfig(vocab_size=len(task_vocabulary("human"))),
+                      TrainConfig(epochs=1))  # fmt: skip
+    trainer.run()
+    return trainer.checkpoint()
+
+
+def default_checkpoint_path_in(home: Path, task: str) -> Path:
+    """Where the server, whose home is `home`, looks for a task's default model."""
+    from date_seq2seq.converter import default_checkpoint_path
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATE_SEQ2SEQ_HOME", str(home))
+        return default_checkpoint_path(task)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("browser")
-    home = tmp / "home"  # empty: the app trains its default model on first start
+    home = tmp / "home"  # no default model: the app trains one on first start
     home.mkdir()
+    _small_human_model().save(default_checkpoint_path_in(home, "human"))
     port = _free_port()
     env = {**os.environ, "DATE_SEQ2SEQ_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     stderr_path = tmp / "streamlit.stderr"
@@ -344,6 +366,35 @@ def test_convert(app_page: Page, server: Server) -> None:
         expect(warning).to_contain_text("it wrote")
         wait_idle(page)
         expect(model_output(page)).to_be_visible()
+        assert_no_traceback(page)
+        assert_charts_quiet(server)
+
+
+def test_dates_as_people_write_them(app_page: Page, server: Server) -> None:
+    page = app_page
+    with server.diagnosed(page, "human"):
+        open_app(page, server)
+        main = main_area(page)
+        main.get_by_text("as people write them", exact=True).click()
+        box = page.get_by_label("Date as you write it", exact=True)
+        expect(box).to_have_value("Friday, 22 November 2024")
+        answer = page.locator('[data-testid="stColumn"]').filter(
+            has_text="Correct answer"
+        )
+        expect(answer.locator("h3 code").first).to_have_text("22/Nov/2024")
+        expect(page.locator(CHART).first).to_be_visible()
+        wait_idle(page)
+        screenshot(page, ARTIFACTS / "browser_human.png")
+        box.fill("thu 22 nov 24")
+        box.press("Enter")
+        error = main.locator('[data-testid="stAlertContentError"]')
+        expect(error).to_contain_text("is a Friday, not a Thursday")
+        wait_idle(page)
+        box.fill("2024年11月22日")
+        box.press("Enter")
+        expect(error).to_have_count(0)
+        expect(answer.locator("h3 code").first).to_have_text("22/Nov/2024")
+        wait_idle(page)
         assert_no_traceback(page)
         assert_charts_quiet(server)
 

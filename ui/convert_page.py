@@ -138,7 +138,12 @@ def convert_page() -> None:
     )  # fmt: skip
     if task == "human":
         converter = human_model()
-        st.caption("Converting with the model for dates as people write them.")
+        cfg = converter.model.cfg
+        st.caption(
+            "Converting with the default model for dates as people write them "
+            f"(hidden {cfg.encoder_hidden}, {cfg.attention} attention); the "
+            "sidebar's model, and the other pages, read yy-mm-dd."
+        )
         examples, key, label = HUMAN_EXAMPLES, "human_date", "Date as you write it"
         hint = FORMS_HINT[0].upper() + FORMS_HINT[1:] + "."
     else:
