@@ -22,14 +22,18 @@ from .training import Progress, Trainer, TrainResult
 
 @dataclass(frozen=True)
 class Variant:
-    """What differs between the compared runs: the attention and the cell."""
+    """What differs between the compared runs: the attention and the cell, and
+    for an exercise any other model or training setting."""
 
     attention: str
     cell: str
+    model: tuple[tuple[str, object], ...] = ()  # other ModelConfig fields, set so
+    train: tuple[tuple[str, object], ...] = ()  # TrainConfig fields, set so
+    label: str = ""  # what to call it, if not "attention · CELL"
 
     @property
     def name(self) -> str:
-        return f"{self.attention} · {self.cell.upper()}"
+        return self.label or f"{self.attention} · {self.cell.upper()}"
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,13 @@ class Comparison:
         base = model_config or ModelConfig()
         # Built now, so an impossible variant is refused before anything trains.
         self.model_configs = {
-            v: dataclasses.replace(base, attention=v.attention, cell=v.cell)
+            v: dataclasses.replace(
+                base, attention=v.attention, cell=v.cell, **dict(v.model)
+            )
             for v in self.variants
+        }
+        self.train_configs = {
+            v: dataclasses.replace(train_config, **dict(v.train)) for v in self.variants
         }
         self.data_config, self.train_config = data_config, train_config
         self.curves: dict[Variant, list[dict[str, float]]] = {}
@@ -97,7 +106,9 @@ class Comparison:
         try:
             for variant in self.variants[len(self.reports) :]:
                 trainer = Trainer(
-                    self.data_config, self.model_configs[variant], self.train_config
+                    self.data_config,
+                    self.model_configs[variant],
+                    self.train_configs[variant],
                 )
                 curve = self.curves.setdefault(variant, [])
                 trainer.observers.append(lambda e, curve=curve: _add_point(curve, e))
@@ -147,9 +158,9 @@ def _report(
     curve: list[dict[str, float]],
     seconds: float,
 ) -> RunReport:
-    days = trainer.held_out_set.days
-    preds = Converter(trainer.checkpoint()).predict_days(days)
-    refs = [target_tokens(d) for d in days]
+    held_out = trainer.held_out_set
+    preds = Converter(trainer.checkpoint()).predict(held_out.sources)
+    refs = [target_tokens(d) for d in held_out.days]
     first = next((p for p in curve if p["exact_match"] >= 1.0), None)
     return RunReport(
         variant=variant,

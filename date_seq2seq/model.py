@@ -236,6 +236,9 @@ class Feed:
     """Base class: `steps` at most, and `__call__` choosing each step's token."""
 
     steps: int
+    # Whether a row ends at the <EOS> it emits (decoding), or runs every step
+    # to be scored against the whole target (training, whatever it is fed).
+    ends_at_eos: bool = True
 
     def __call__(self, t: int, logits: torch.Tensor) -> torch.Tensor:
         """Return the tokens (batch,) emitted at step t, given its logits."""
@@ -244,6 +247,8 @@ class Feed:
 
 class TeacherForcing(Feed):
     """Emit (and so feed on) the true token, whatever the model predicted."""
+
+    ends_at_eos = False
 
     def __init__(self, tgt_out: torch.Tensor) -> None:
         self.tgt_out = tgt_out  # (batch, tgt_len): the target after <GO>
@@ -268,7 +273,11 @@ class ScheduledSampling(Feed):
 
     p = 0 is teacher forcing, p = 1 free-running scored against the truth.
     The coins come from `generator`, so a run draws them from its own seed.
+    An <EOS> the model emits early is fed on like any token: every step is
+    scored against the target.
     """
+
+    ends_at_eos = False
 
     def __init__(
         self, tgt_out: torch.Tensor, p: float, generator: torch.Generator
@@ -312,9 +321,9 @@ def unroll(
 ) -> Unrolled:
     """Decode src (batch, src_len) step by step, fed as `feed` decides.
 
-    Step 0 is fed <GO>. A row that has emitted <EOS> is finished: it emits
-    <PAD> from then on. The loop ends after `feed.steps` steps or once every
-    row has finished.
+    Step 0 is fed <GO>. When decoding (`feed.ends_at_eos`), a row that has
+    emitted <EOS> is finished: it emits <PAD> from then on, and the loop ends
+    once every row has. It ends after `feed.steps` steps in any case.
     """
     if feed.steps < 1:
         raise ValueError("a decoding run needs at least one step")
@@ -329,7 +338,8 @@ def unroll(
         logits.append(out.logits)
         queries.append(out.query)
         attended.append(out.attended)
-        finished |= emitted == EOS_ID
+        if feed.ends_at_eos:
+            finished |= emitted == EOS_ID
         fed, state = emitted, out.state
         if bool(finished.all()):
             break

@@ -141,8 +141,26 @@ def test_scheduled_sampling_at_zero_is_teacher_forcing_and_at_one_free_running()
         own = unroll(model, src, FreeRunning(max_len=TGT_LEN))
     assert torch.equal(never.tokens, truth.tokens)
     torch.testing.assert_close(never.logits, truth.logits)
-    assert torch.equal(always.tokens, own.tokens)
-    torch.testing.assert_close(always.logits, own.logits)
+    # p = 1 feeds its own argmax as free running does, up to each row's <EOS>;
+    # then it goes on to the target's end (every step is scored), where free
+    # running stops.
+    assert always.tokens.size(1) == TGT_LEN
+    steps = own.tokens.size(1)
+    live = own.tokens != PAD_ID
+    assert torch.equal(always.tokens[:, :steps][live], own.tokens[live])
+    torch.testing.assert_close(always.logits[:, :steps][live], own.logits[live])
+
+
+def test_scheduled_sampling_trains_every_step_even_after_an_early_eos():
+    model = _model()
+    with torch.no_grad():
+        model.decoder.out.bias[EOS_ID] = 100.0  # its own guess: <EOS> at once
+    src, tgt_in = _batch()
+    tgt_out = torch.cat([tgt_in[:, 1:], torch.full((BATCH, 1), EOS_ID)], dim=1)
+    gen = torch.Generator().manual_seed(0)
+    run = unroll(model, src, ScheduledSampling(tgt_out, 1.0, gen))
+    assert run.logits.shape[:2] == tgt_out.shape  # scored at every target step
+    assert bool((run.tokens == EOS_ID).all())  # fed its own <EOS> on and on
 
 
 def test_scheduled_sampling_flips_a_coin_per_token_from_its_generator():
