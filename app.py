@@ -33,6 +33,7 @@ PAGES = {
         ("train", "Train", "model_training", "train"),
         ("forming", "Attention forming", "grid_on", "attention-forming"),
         ("compare", "Compare runs", "compare_arrows", "compare-runs"),
+        ("exercises", "Exercises", "school", "exercises"),
     )
 }  # fmt: skip
 

@@ -6,6 +6,7 @@ click, waits for the thread (`finish`), and reruns the page to see its end.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -31,7 +32,8 @@ APP = str(ROOT / "app.py")
 TIMEOUT = 120
 PAGES = {"convert": "ui/convert_page.py", "step": "ui/step_through_page.py",
          "exposure": "ui/exposure_page.py", "train": "ui/train_page.py",
-         "forming": "ui/forming_page.py", "compare": "ui/compare_page.py"}  # fmt: skip
+         "forming": "ui/forming_page.py", "compare": "ui/compare_page.py",
+         "exercises": "ui/exercises_page.py"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -781,3 +783,54 @@ def test_compare_with_nothing_chosen_says_so(app) -> None:
     start_comparison(app, [], epochs=1, size=400)
     (error,) = app.error
     assert "choose at least one variant" in error.value
+
+
+# --- exercises ---------------------------------------------------------------------
+
+
+def test_an_exercise_runs_in_the_background_and_reads_its_own_numbers(
+    app, monkeypatch
+) -> None:
+    from date_seq2seq import exercises
+
+    small = tuple(
+        dataclasses.replace(
+            e,
+            data=DataConfig(train_size=300, held_out_size=40),
+            train=TrainConfig(epochs=1),
+        )  # fmt: skip
+        for e in exercises.EXERCISES
+    )
+    monkeypatch.setattr(exercises, "EXERCISES", small)
+    on(app, "exercises")
+    assert [b.key for b in app.button if b.key.startswith("run_")] == [
+        f"run_{e.key}" for e in small
+    ]
+    app.button(key="run_cells").click().run()
+    assert not app.exception
+    this = session(app)
+    assert this.exercise == "cells" and this.comparison is not None
+    assert app.button(key="run_tune").disabled  # one run at a time
+    finish(app)
+    reports = this.comparison.comparison.reports
+    said = next(
+        i.value for i in app.info if "held-out" in i.value or "never" in i.value
+    )
+    want = next(e for e in small if e.key == "cells").observe(reports)
+    assert said == want
+    assert not app.button(key="run_tune").disabled
+
+
+def test_an_exercises_variants_get_a_colour_each() -> None:
+    from date_seq2seq.comparison import Variant
+    from ui.charts import curves_chart
+
+    def colours(variants: list) -> list:  # noqa: ANN001
+        point = {"step": 1, "epoch": 1, "seconds": 0.1, "exact_match": 0.5}
+        spec = curves_chart({v: [point] for v in variants})
+        return spec["layer"][0]["encoding"]["color"]["scale"]["range"]
+
+    # A colour per attention kind, fixed; an exercise's variants a colour each.
+    assert colours([Variant("dot", "lstm"), Variant("dot", "gru")]) == ["#1f77b4"] * 2
+    labelled = [Variant("dot", "lstm", label="a"), Variant("dot", "lstm", label="b")]
+    assert colours(labelled) == ["#1f77b4", "#ff7f0e"]

@@ -621,7 +621,8 @@ def test_small_screens_and_projectors_cut_nothing(
         for path, name in (("", "convert"), ("step-through", "step"),
                            ("exposure-bias", "exposure"), ("train", "train"),
                            ("attention-forming", "forming"),
-                           ("compare-runs", "compare")):  # fmt: skip
+                           ("compare-runs", "compare"),
+                           ("exercises", "exercises")):  # fmt: skip
             with server.diagnosed(page, f"small_{name}"):
                 open_app(page, server, path)
                 page.wait_for_timeout(500)  # let the charts lay out
@@ -654,6 +655,27 @@ def test_small_screens_and_projectors_cut_nothing(
                 )
     finally:
         context.close()
+
+
+def test_the_exercises_page_runs_one_in_the_background(
+    app_page: Page, server: Server
+) -> None:
+    """One click from an exercise to its experiment and to what it showed."""
+    page = app_page
+    with server.diagnosed(page, "exercises"):
+        open_app(page, server, "exercises")
+        main = main_area(page)
+        runs = main.get_by_role("button", name="Run it")
+        expect(runs).to_have_count(4)
+        runs.nth(2).click()  # train without teacher forcing: three variants
+        expect(main.get_by_role("button", name="Stop comparing")).to_be_visible()
+        read = main.locator('[data-testid="stAlertContentInfo"]')
+        expect(read).to_contain_text("teacher forcing", timeout=240_000)
+        wait_idle(page)
+        print(f"\n[browser] exercise read: {read.first.inner_text()!r}")
+        screenshot(page, ARTIFACTS / "browser_exercises.png")
+        assert_no_traceback(page)
+        assert_charts_quiet(server)
 
 
 def test_closing_the_tab_ends_its_run(browser, server: Server) -> None:  # noqa: ANN001

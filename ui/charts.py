@@ -375,6 +375,9 @@ def accuracy_chart(
 # A colour per attention kind and a dash per cell, fixed: a variant looks the
 # same in every comparison, whatever else was compared with it.
 ATTENTION_COLOURS = ("#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c")  # none dot gen add
+# An exercise's variants differ in other ways: a colour each, in order.
+EXERCISE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                    "#8c564b", "#e377c2", "#17becf")  # fmt: skip
 
 
 def _curves() -> alt.Chart:
@@ -418,12 +421,17 @@ def _curves() -> alt.Chart:
 
 
 def curves_chart(curves: dict[Variant, list[dict[str, float]]]) -> Chart:
-    """Every compared variant's held-out curve: its colour fixed by its attention,
-    its dash by its cell, and one layer each, drawn widest first."""
+    """Every compared variant's held-out curve: its colour fixed by its attention
+    (an exercise's variants: a colour each), its dash by its cell, and one layer
+    each, drawn widest first."""
     variants = list(curves)
     rows = [{"variant": v.name, **point} for v in variants for point in curves[v]]
     last = max((r["step"] for r in rows), default=0)
     colours = [ATTENTION_COLOURS[ATTENTION_KINDS.index(v.attention)] for v in variants]
+    if any(v.label for v in variants):
+        colours = [
+            EXERCISE_COLOURS[k % len(EXERCISE_COLOURS)] for k in range(len(variants))
+        ]
     spec = filled(_curves, steps=[0, last or 1], names=[v.name for v in variants],
                   colours=colours)  # fmt: skip
     mark, encoding = spec.pop("mark"), spec.pop("encoding")

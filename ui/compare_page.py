@@ -65,14 +65,15 @@ def form_ui(this: Session) -> Comparison | None:
         return None
 
 
-def start(this: Session, comparison: Comparison) -> None:
+def start(this: Session, comparison: Comparison, exercise: str | None = None) -> None:
+    """Run a comparison in the background (for an exercise, if named)."""
     job = ComparisonJob(comparison, session_alive_check())
     try:
         job.start()
     except ServerBusy as e:
         st.error(plain(str(e)), icon=":material/hourglass_top:")
         return
-    this.comparison = job
+    this.comparison, this.exercise = job, exercise
     st.rerun()
 
 

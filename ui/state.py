@@ -48,6 +48,7 @@ class Session:
     training: TrainingJob | None = None  # the running or the last training run
     adopted: bool = True  # whether that run's model is the model in use
     comparison: ComparisonJob | None = None  # the running or the last comparison
+    exercise: str | None = None  # the exercise that comparison runs, if one does
     forced: dict[int, str] = field(default_factory=dict)  # step-through: step -> token
     forced_for: tuple[str, int] | None = None  # the (date, model) they were forced on
     upload: tuple[str, str | None] | None = None  # (file id, why it was refused)
