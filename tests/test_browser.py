@@ -673,7 +673,9 @@ def test_the_exercises_page_runs_one_in_the_background(
         expect(read).to_contain_text("teacher forcing", timeout=240_000)
         wait_idle(page)
         print(f"\n[browser] exercise read: {read.first.inner_text()!r}")
-        screenshot(page, ARTIFACTS / "browser_exercises.png")
+        screenshot(
+            page, ARTIFACTS / "browser_exercises.png", DOCS / "app-exercises.png"
+        )
         assert_no_traceback(page)
         assert_charts_quiet(server)
 
