@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .checkpoint import Checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .converter import Converter
 from .data import target_tokens
@@ -93,6 +94,7 @@ class Comparison:
         self.data_config, self.train_config = data_config, train_config
         self.curves: dict[Variant, list[dict[str, float]]] = {}
         self.reports: list[RunReport] = []
+        self.checkpoints: dict[Variant, Checkpoint] = {}  # each trained model
         self.done = threading.Event()  # set when `run` has returned or raised
 
     def run(
@@ -127,6 +129,7 @@ class Comparison:
                     self.reports.append(report)
                     raise
                 seconds = time.perf_counter() - start
+                self.checkpoints[variant] = trainer.checkpoint()
                 self.reports.append(_report(variant, trainer, result, curve, seconds))
                 if result.stop_reason == "requested":
                     break

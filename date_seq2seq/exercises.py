@@ -11,7 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .comparison import Comparison, RunReport, Variant
-from .config import DataConfig, TrainConfig
+from .config import DataConfig, ModelConfig, TrainConfig
+from .converter import Converter
+from .data import task_vocabulary
+from .padding import padding_effect
 
 # Small enough to run in well under a minute a variant on 2 cores.
 DATA = DataConfig(train_size=2000, held_out_size=500)
@@ -26,18 +29,19 @@ class Exercise:
     question: str  # as the chapter asks it
     look_at: str  # what to look at, in a sentence or two
     variants: tuple[Variant, ...]
-    # A first sentence for this exercise, from the reports; the ranking follows.
-    lead: Callable[[Sequence[RunReport]], str] | None = None
+    # A first sentence for this exercise, from the run; the ranking follows.
+    lead: Callable[[Comparison], str] | None = None
     data: DataConfig = DATA
     train: TrainConfig = TRAIN
+    model: ModelConfig | None = None  # what the variants change it from
 
     def comparison(self) -> Comparison:
-        return Comparison(self.variants, self.data, self.train)
+        return Comparison(self.variants, self.data, self.train, self.model)
 
-    def observe(self, reports: Sequence[RunReport]) -> str:
+    def observe(self, comparison: Comparison) -> str:
         """What this run showed, in words built from its numbers."""
-        said = self.lead(reports) if self.lead is not None else ""
-        return (said + " " if said else "") + ranking(reports)
+        said = self.lead(comparison) if self.lead is not None else ""
+        return (said + " " if said else "") + ranking(comparison.reports)
 
 
 def _reached(report: RunReport) -> str:
@@ -60,8 +64,8 @@ def ranking(reports: Sequence[RunReport]) -> str:
     return ". ".join(parts) + "." if parts else "Nothing was trained."
 
 
-def _feeding_lead(reports: Sequence[RunReport]) -> str:
-    by_name = {r.variant.name: r for r in reports}
+def _feeding_lead(comparison: Comparison) -> str:
+    by_name = {r.variant.name: r for r in comparison.reports}
     forced, own = by_name.get("teacher forcing"), by_name.get("own predictions")
     if forced is None or own is None:
         return ""
@@ -73,6 +77,45 @@ def _feeding_lead(reports: Sequence[RunReport]) -> str:
         f"Fed its own predictions from the first step, it ended {verdict} than "
         f"teacher forcing: {a:.1%} against {b:.1%} held-out exact match."
     )
+
+
+def _masks_lead(comparison: Comparison) -> str:
+    """What the masks did: attention on <PAD>, answers under two paddings."""
+    models = {v.name: c for v, c in comparison.checkpoints.items()}
+    said = []
+    if "masked" in models and "no attention mask" in models:
+        days = Converter(models["masked"]).window.dates()[::97]
+        for name in ("no attention mask", "masked"):
+            effects = padding_effect(Converter(models[name]), days)
+            share = sum(e.pad_attention for e in effects) / len(effects)
+            most = max(effects, key=lambda e: e.pad_attention)
+            padded = sum(e.right_padded for e in effects)
+            alone = sum(e.right_alone for e in effects)
+            count = sum(e.count for e in effects)
+            said.append(
+                f"{name.capitalize()}: {share:.1%} of the attention on <PAD> "
+                f"(most in {most.form}, {most.pad_attention:.1%}); {padded:,} of "
+                f"{count:,} answers right padded to {effects[0].width} characters, "
+                f"{alone:,} padded only to their own length."
+            )
+    if "masked" in models and "no loss mask" in models:
+        same = models["masked"].fingerprint == models["no loss mask"].fingerprint
+        said.append(
+            "Without the loss mask the weights came out "
+            + (
+                "identical, bit for bit: every target is 11 tokens, no <PAD> to drop."
+                if same
+                else "different."
+            )  # fmt: skip
+        )
+    return " ".join(said)
+
+
+HUMAN = DataConfig(task="human", train_size=20_000, held_out_size=500)
+HUMAN_MODEL = ModelConfig(
+    vocab_size=len(task_vocabulary("human")), encoder_hidden=64, decoder_hidden=64
+)
+HUMAN_TRAIN = TrainConfig(epochs=2, batch_size=64, lr=0.02, lr_decay=0.2, patience=2)
 
 
 EXERCISES = (
@@ -92,6 +135,26 @@ EXERCISES = (
             for lr in (0.003, 0.01, 0.03)
             for h in (16, 32)
         ),
+    ),
+    Exercise(
+        "masks",
+        "Train without the masks: in attention, and in the loss.",
+        "Dates as people write them run from 8 to 28 characters, so a batch is "
+        "padded. Without the attention mask the softmax weighs <PAD> too: look at "
+        "how much, and whether an answer changes with the padding around it.",
+        (
+            Variant("dot", "lstm", label="masked"),
+            Variant(
+                "dot", "lstm", (("mask_attention", False),), label="no attention mask"
+            ),  # fmt: skip
+            Variant(
+                "dot", "lstm", train=(("mask_loss", False),), label="no loss mask"
+            ),  # fmt: skip
+        ),
+        _masks_lead,
+        data=HUMAN,
+        train=HUMAN_TRAIN,
+        model=HUMAN_MODEL,
     ),
     Exercise(
         "bridge",

@@ -26,8 +26,9 @@ def test_every_exercise_is_a_comparison_of_distinct_variants(exercise):
 def test_an_observation_is_read_from_the_run():
     feeding = next(e for e in EXERCISES if e.key == "feeding")
     small = dataclasses.replace(feeding, data=TINY_DATA, train=TINY_TRAIN)
-    reports = small.comparison().run()
-    said = small.observe(reports)
+    comparison = small.comparison()
+    reports = comparison.run()
+    said = small.observe(comparison)
     by_name = {r.variant.name: r for r in reports}
     own = by_name["own predictions"].metrics["exact_match"]
     forced = by_name["teacher forcing"].metrics["exact_match"]
@@ -51,3 +52,17 @@ def test_the_ranking_goes_by_steps_to_100_percent():
     assert positions == sorted(positions)
     for r in reached:
         assert f"at step {int(r.reached['step']):,}" in said
+
+
+def test_the_masks_exercise_reads_attention_on_padding_and_the_loss_mask():
+    masks = next(e for e in EXERCISES if e.key == "masks")
+    small = dataclasses.replace(
+        masks, data=dataclasses.replace(masks.data, train_size=300, held_out_size=40),
+        train=dataclasses.replace(masks.train, epochs=1),
+    )  # fmt: skip
+    comparison = small.comparison()
+    comparison.run()
+    said = small.observe(comparison)
+    assert "Masked: 0.0% of the attention on <PAD>" in said
+    assert "No attention mask: " in said and "No attention mask: 0.0%" not in said
+    assert "identical, bit for bit" in said  # the loss mask: nothing to drop

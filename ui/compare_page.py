@@ -8,6 +8,7 @@ import streamlit as st
 
 from date_seq2seq.comparison import Comparison, RunReport, Variant
 from date_seq2seq.config import ATTENTION_KINDS, CELL_KINDS, DataConfig, TrainConfig
+from date_seq2seq.exercises import Exercise
 from date_seq2seq.train_setup import BOUNDS
 from ui import charts
 from ui.jobs import ComparisonJob, ServerBusy
@@ -65,15 +66,21 @@ def form_ui(this: Session) -> Comparison | None:
         return None
 
 
-def start(this: Session, comparison: Comparison, exercise: str | None = None) -> None:
-    """Run a comparison in the background (for an exercise, if named)."""
-    job = ComparisonJob(comparison, session_alive_check())
+def start(
+    this: Session,
+    comparison: Comparison,
+    exercise: Exercise | None = None,
+) -> None:
+    """Run a comparison in the background (for an exercise, if given)."""
+    read = exercise.observe if exercise is not None else None
+    job = ComparisonJob(comparison, session_alive_check(), read)
     try:
         job.start()
     except ServerBusy as e:
         st.error(plain(str(e)), icon=":material/hourglass_top:")
         return
-    this.comparison, this.exercise = job, exercise
+    this.comparison = job
+    this.exercise = exercise.key if exercise is not None else None
     st.rerun()
 
 

@@ -21,7 +21,7 @@ def exercise_ui(this: Session, exercise: Exercise, busy: bool) -> None:
         )
         if st.button("Run it", key=f"run_{exercise.key}", disabled=busy,
                      icon=":material/play_arrow:"):  # fmt: skip
-            start(this, exercise.comparison(), exercise.key)
+            start(this, exercise.comparison(), exercise)
         job = this.comparison
         if this.exercise != exercise.key or job is None:
             return
@@ -29,9 +29,8 @@ def exercise_ui(this: Session, exercise: Exercise, busy: bool) -> None:
             live_ui(job)
         else:
             results_ui(job)
-            if job.comparison.reports:
-                st.info(exercise.observe(job.comparison.reports),
-                        icon=":material/lightbulb:")  # fmt: skip
+            if job.reading:
+                st.info(job.reading, icon=":material/lightbulb:")
 
 
 def exercises_page() -> None:

@@ -228,11 +228,16 @@ class ComparisonJob(Job):
     """Train several variants one after another; see comparison.Comparison."""
 
     def __init__(
-        self, comparison: Comparison, session_alive: Callable[[], bool] | None = None
+        self,
+        comparison: Comparison,
+        session_alive: Callable[[], bool] | None = None,
+        read: Callable[[Comparison], str] | None = None,
     ) -> None:
         super().__init__(session_alive)
         self.comparison = comparison
         self.latest: tuple[Variant, Progress] | None = None
+        self.read = read  # what the run showed, worded once it has ended (exercises)
+        self.reading: str | None = None
 
     def _record(self, variant: Variant, event: Progress) -> None:
         self.latest = (variant, event)
@@ -241,6 +246,8 @@ class ComparisonJob(Job):
         self.comparison.run(
             self._record, self.should_stop, eval_every=COMPARE_EVAL_EVERY
         )
+        if self.read is not None and self.comparison.reports:
+            self.reading = self.read(self.comparison)  # here, not on a page's run
 
 
 class DefaultModelJob(Job):
