@@ -32,6 +32,7 @@ from .config import (
     LENGTH_ALPHA,
     MAX_BEAM,
     MAX_LENGTH_ALPHA,
+    OUTPUTS,
     TASKS,
     DecodeConfig,
     check_beam_size,
@@ -102,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--bidirectional", action=argparse.BooleanOptionalAction,
         help="read the input both ways: outputs 2 × hidden wide",
+    )  # fmt: skip
+    train.add_argument(
+        "--output", choices=OUTPUTS,
+        help="what the output layer reads: context = [c ; h] (default), hidden = "
+        "h alone, input = h of a cell fed the context (input feeding)",
     )  # fmt: skip
     train.add_argument(
         "--attention-mask", action=argparse.BooleanOptionalAction,
@@ -266,7 +272,7 @@ def _train(args: argparse.Namespace) -> int:
         encoder_hidden=hidden,
         decoder_hidden=hidden if decoder_hidden is None else decoder_hidden,
         num_layers=args.layers, dropout=args.dropout, bidirectional=args.bidirectional,
-        mask_attention=args.attention_mask,
+        mask_attention=args.attention_mask, output=args.output,
     ))  # fmt: skip
     data_cfg = replace(data_cfg, **_given(
         train_size=args.train_size, held_out_size=args.held_out_size, seed=args.seed

@@ -10,7 +10,10 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 ATTENTION_KINDS = ("none", "dot", "general", "additive")
-TASKS = ("yymmdd", "human")  # 24-11-22 only; or dates as people write them
+TASKS = ("yymmdd", "human")
+# What the output layer reads: [c_t ; h_t] (Luong's, ours), h_t alone, or h_t
+# of a cell that was fed the context with the token (Bahdanau's input feeding).
+OUTPUTS = ("context", "hidden", "input")  # 24-11-22 only; or dates as people write them
 CELL_KINDS = ("lstm", "gru")
 
 MAX_SIZE = (
@@ -109,6 +112,7 @@ class ModelConfig:
     # Attention scores of <PAD> positions are set to -inf before the softmax
     # (d2l's masked_softmax). Off, padding is attended to like input: an exercise.
     mask_attention: bool = True
+    output: str = "context"  # one of OUTPUTS; the d2l exercise tries the others
 
     @property
     def encoder_output(self) -> int:
@@ -134,6 +138,10 @@ class ModelConfig:
                 raise ValueError(f"{name} must be an integer from 1 to {most}")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, not {self.output!r}")
+        if self.output != "context" and self.attention == "none":
+            raise ValueError(f"output {self.output!r} needs attention: a context")
         if self.attention == "dot" and self.encoder_output != self.decoder_hidden:
             raise ValueError(
                 "dot attention needs the encoder's output as wide as decoder_hidden "

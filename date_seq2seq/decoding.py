@@ -88,6 +88,8 @@ def greedy_many(
     sources first: large enough that torch spreads each op over its threads,
     small enough that a step's tensors stay in cache.
     """
+    if model.cfg.output != "context":  # the packed decoder is Luong's output only
+        return greedy(model, src, max_len, src_lengths)
     first, inverse = distinct_rows(src, model.cfg.vocab_size)
     lengths = src_lengths if src_lengths is not None else (src != PAD_ID).sum(dim=1)
     # Shortest first, so that a chunk of the human task's inputs, which vary in

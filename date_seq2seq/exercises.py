@@ -7,14 +7,20 @@ own numbers – never a sentence written before the run.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import torch
 
 from .comparison import Comparison, RunReport, Variant
 from .config import DataConfig, ModelConfig, TrainConfig
 from .converter import Converter
-from .data import task_vocabulary
+from .data import DateDataset, task_vocabulary
+from .model import Seq2Seq
 from .padding import padding_effect
+from .training import masked_cross_entropy
 
 # Small enough to run in well under a minute a variant on 2 cores.
 DATA = DataConfig(train_size=2000, held_out_size=500)
@@ -111,6 +117,36 @@ def _masks_lead(comparison: Comparison) -> str:
     return " ".join(said)
 
 
+def _output_lead(comparison: Comparison) -> str:
+    """The cost of a training step beside where each output layer got to."""
+    src, tgt = DateDataset.split_config(comparison.data_config)[0][list(range(32))]
+    parts = []
+    for report in comparison.reports:
+        cost = step_milliseconds(comparison.model_configs[report.variant], src, tgt)
+        exact = report.metrics["exact_match"]
+        parts.append(
+            f"{report.variant.name} {cost:.1f} ms a step, {exact:.1%} held-out"
+        )
+    return (
+        "A training step (32 dates, forward and backward) and where each ended: "
+        + "; ".join(parts)
+        + ". Input feeding needs each step's context before its cell runs, so its "
+        "teacher-forced steps cannot be fused into one call."
+    )
+
+
+def step_milliseconds(cfg: ModelConfig, src: torch.Tensor, tgt: torch.Tensor) -> float:
+    """The median time of a teacher-forced training step of a fresh model."""
+    model = Seq2Seq(cfg, generator=torch.Generator().manual_seed(0))
+    times = []
+    for _ in range(12):
+        started = time.perf_counter()
+        logits, _ = model(src, tgt[:, :-1])
+        masked_cross_entropy(logits, tgt[:, 1:])[0].backward()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times[2:])  # the first ones warm up
+
+
 HUMAN = DataConfig(task="human", train_size=20_000, held_out_size=500)
 HUMAN_MODEL = ModelConfig(
     vocab_size=len(task_vocabulary("human")), encoder_hidden=64, decoder_hidden=64
@@ -197,6 +233,19 @@ EXERCISES = (
             ),  # fmt: skip
         ),
         _feeding_lead,
+    ),
+    Exercise(
+        "output",
+        "Try other output layers: without the context, and with input feeding.",
+        "Ours reads [c_t ; h_t]. Reading h_t alone, the context never reaches "
+        "the output; with input feeding (Bahdanau's) it goes into the cell with "
+        "the token. Look at the accuracy and at the cost of a step.",
+        (
+            Variant("dot", "lstm", label="[c; h] (ours)"),
+            Variant("dot", "lstm", (("output", "hidden"),), label="h only"),
+            Variant("dot", "lstm", (("output", "input"),), label="input feeding"),
+        ),
+        _output_lead,
     ),
     Exercise(
         "cells",

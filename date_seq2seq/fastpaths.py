@@ -61,8 +61,8 @@ def teacher_forced(
     # Step t is queried by h_{t-1}: the initial state, then outputs 1..T-1.
     queries = torch.cat([h0[-1][:, None], hidden[:, :-1]], dim=1)
     attended = dec.attention(queries, memory)
-    logits = dec.out(torch.cat([attended.context, hidden], dim=-1))
-    return logits, attended
+    top = torch.cat([attended.context, hidden], -1) if dec.context_to_output else hidden
+    return dec.out(top), attended
 
 
 # --- greedy decoding for throughput ------------------------------------------
@@ -117,6 +117,8 @@ class PackedGreedy:
     def __init__(self, model: Seq2Seq) -> None:
         if model.training:
             raise ValueError("the packed decoder is for inference: call model.eval()")
+        if model.cfg.output != "context":
+            raise ValueError("the packed decoder reads [c_t ; h_t]: use the loop")
         self.model = model
         dec = model.decoder
         self.lstm = dec.cell_kind == "lstm"

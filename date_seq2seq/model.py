@@ -107,7 +107,11 @@ class Decoder(nn.Module):
         self.cell_kind = cfg.cell
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim)
         self.dropout = nn.Dropout(cfg.dropout)
-        sizes = [cfg.embedding_dim] + [cfg.decoder_hidden] * (cfg.num_layers - 1)
+        # Bahdanau's input feeding: the context goes into the cell with the token.
+        self.feeds_context = cfg.output == "input"
+        self.context_to_output = cfg.output == "context" and cfg.attention != "none"
+        first = cfg.embedding_dim + (cfg.encoder_output if self.feeds_context else 0)
+        sizes = [first] + [cfg.decoder_hidden] * (cfg.num_layers - 1)
         self.cells = nn.ModuleList(
             _CELLS[cfg.cell](size, cfg.decoder_hidden) for size in sizes
         )
@@ -120,7 +124,9 @@ class Decoder(nn.Module):
         self.attention = make_attention(
             cfg.attention, cfg.encoder_output, cfg.decoder_hidden
         )
-        out_in = cfg.decoder_hidden + (cfg.encoder_output if self.attention else 0)
+        out_in = cfg.decoder_hidden + (
+            cfg.encoder_output if self.context_to_output else 0
+        )
         self.out = nn.Linear(out_in, cfg.vocab_size)
         self.layer_dropout = cfg.dropout if cfg.num_layers > 1 else 0.0
 
@@ -143,6 +149,8 @@ class Decoder(nn.Module):
         query = h[-1]  # (batch, dec_hidden): the PREVIOUS top hidden state
         attended = self.attention(query[:, None], memory) if self.attention else None
         x = self.dropout(self.embedding(fed))  # (batch, emb)
+        if self.feeds_context:  # input feeding: [token ; c_t] into the cell
+            x = torch.cat([x, attended.context[:, 0]], dim=-1)
         new_h, new_c = [], []
         for layer, cell in enumerate(self.cells):
             if layer > 0:
@@ -154,7 +162,7 @@ class Decoder(nn.Module):
                 new_c.append(c_layer)
             new_h.append(x)
         top = x  # (batch, dec_hidden)
-        if attended is not None:
+        if self.context_to_output:  # Luong's: the output reads [c_t ; h_t]
             top = torch.cat([attended.context[:, 0], top], dim=-1)
         logits = self.out(top)  # (batch, vocab)
         state = (torch.stack(new_h), torch.stack(new_c) if c is not None else None)
@@ -222,8 +230,16 @@ class Seq2Seq(nn.Module):
 
         tgt_in is <GO> + target[:-1]. The same numbers as
         `unroll(model, src, TeacherForcing(target[1:]))`, by one fused RNN call
-        instead of a step per token (fastpaths.teacher_forced).
+        instead of a step per token (fastpaths.teacher_forced). With input
+        feeding a step needs the context of its own query first, so nothing
+        can be fused: the loop runs, fed the truth.
         """
+        if self.decoder.feeds_context:
+            emitted = torch.cat(
+                [tgt_in[:, 1:], torch.full_like(tgt_in[:, :1], PAD_ID)], 1
+            )
+            run = unroll(self, src, TeacherForcing(emitted), src_lengths)
+            return run.logits, run.attended
         return fastpaths.teacher_forced(self, src, tgt_in, src_lengths)
 
 

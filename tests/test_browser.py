@@ -665,7 +665,7 @@ def test_the_exercises_page_runs_one_in_the_background(
     with server.diagnosed(page, "exercises"):
         open_app(page, server, "exercises")
         main = main_area(page)
-        expect(main.get_by_role("button", name="Run it")).to_have_count(5)
+        expect(main.get_by_role("button", name="Run it")).to_have_count(6)
         # Train without teacher forcing: three variants.
         main.locator(".st-key-run_feeding").get_by_role("button").click()
         expect(main.get_by_role("button", name="Stop comparing")).to_be_visible()

@@ -162,3 +162,16 @@ def test_data_config_allows_an_empty_held_out_split():
 def test_data_config_refuses_bad_values(overrides):
     with pytest.raises(ValueError):
         DataConfig(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [({"output": "logits"}, "output must be one of"),
+     ({"output": "hidden", "attention": "none"}, "needs attention"),
+     ({"output": "input", "attention": "none"}, "needs attention"),
+     ({"mask_attention": 0}, "true or false"),
+     ({"bidirectional": "yes"}, "true or false")],
+)  # fmt: skip
+def test_a_model_config_says_what_it_cannot_build(changes, words):
+    with pytest.raises(ValueError, match=words):
+        ModelConfig(**changes)

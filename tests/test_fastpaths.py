@@ -104,13 +104,22 @@ BIDIRECTIONAL = [
      "decoder_hidden": 10 if attention == "dot" else 7}
     for attention in ("none", "dot", "additive") for cell in ("lstm", "gru")
 ]  # fmt: skip
-VARIANTS += BIDIRECTIONAL
-FUSED_VARIANTS += BIDIRECTIONAL
+# Other output layers: h alone (still fused), and input feeding (the loop).
+OUTPUTS = [
+    {"attention": attention, "cell": cell, "num_layers": layers, "output": output,
+     "decoder_hidden": 5 if attention == "dot" else 7}
+    for attention in ("dot", "additive") for cell in ("lstm", "gru")
+    for layers in (1, 2) for output in ("hidden", "input")
+]  # fmt: skip
+VARIANTS += BIDIRECTIONAL + OUTPUTS
+FUSED_VARIANTS += BIDIRECTIONAL + OUTPUTS
 
 
 def _name(v: dict) -> str:
     both = "-bidirectional" if v.get("bidirectional") else ""
-    return f"{v['attention']}-{v['cell']}-{v['num_layers']}x{v['decoder_hidden']}{both}"
+    output = f"-{v['output']}" if "output" in v else ""
+    name = f"{v['attention']}-{v['cell']}-{v['num_layers']}x{v['decoder_hidden']}"
+    return name + both + output
 
 
 def _sources(n: int, seed: int) -> torch.Tensor:
@@ -159,6 +168,12 @@ def _check_same(model: Seq2Seq, src: torch.Tensor, lengths=None) -> None:  # noq
 @pytest.mark.parametrize("overrides", VARIANTS, ids=_name)
 def test_packed_greedy_equals_the_step_path(make_model, overrides):
     model = make_model(seed=3, encoder_hidden=5, embedding_dim=4, **overrides).eval()
+    if "output" in overrides:  # not packed: greedy_many runs the loop itself
+        with pytest.raises(ValueError, match="use the loop"):
+            PackedGreedy(model)
+        src = _sources(64, seed=3)
+        assert torch.equal(greedy_many(model, src, 12).ids, greedy(model, src, 12).ids)
+        return
     _check_same(model, _sources(64, seed=3))
 
 
