@@ -767,6 +767,23 @@ def test_compare_runs_ranks_by_steps_and_breaks_down_errors(app) -> None:
     assert x_axis["labelOverlap"] is False  # every month named, on a small screen too
 
 
+def test_compare_runs_on_dates_as_people_write_them(app) -> None:
+    on(app, "compare")
+    app.radio(key="compare_task").set_value("human")
+    app.multiselect(key="compare_attention").set_value(["dot", "additive"])
+    app.number_input(key="compare_epochs").set_value(1)
+    app.number_input(key="compare_train_size").set_value(600)
+    app.button(key="FormSubmitter:compare_form-Compare").click().run()
+    assert not app.exception
+    finish(app)
+    comparison = session(app).comparison.comparison
+    assert comparison.data_config.task == "human"
+    assert {r.metrics["count"] for r in comparison.reports} == {1000}  # pairs
+    table = app.dataframe[0].value
+    assert set(table["variant"]) == {"dot · LSTM", "additive · LSTM"}
+    assert app.radio(key="compare_task").value == "human"  # the form as it ran
+
+
 def test_a_stopped_comparison_speaks_of_the_trained_variants_only(app) -> None:
     start_comparison(app, ["dot", "general", "additive"], epochs=20, size=4000)
     job = session(app).comparison

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 import streamlit as st
 
 from date_seq2seq.comparison import Comparison, RunReport, Variant
-from date_seq2seq.config import ATTENTION_KINDS, CELL_KINDS, DataConfig, TrainConfig
+from date_seq2seq.config import (
+    ATTENTION_KINDS,
+    CELL_KINDS,
+    TASKS,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+)
+from date_seq2seq.data import task_vocabulary
 from date_seq2seq.exercises import Exercise
 from date_seq2seq.train_setup import BOUNDS
 from ui import charts
@@ -21,7 +29,8 @@ ENDINGS = {"target": "at 100%", "epochs": "all epochs",
            "diverged": "diverged"}  # fmt: skip
 
 
-FORM_DEFAULTS = {"compare_attention": list(ATTENTION_KINDS), "compare_cells": ["lstm"],
+FORM_DEFAULTS = {"compare_task": "yymmdd",
+                 "compare_attention": list(ATTENTION_KINDS), "compare_cells": ["lstm"],
                  "compare_epochs": 5, "compare_train_size": 4000,
                  "compare_seed": 0}  # fmt: skip
 
@@ -29,9 +38,10 @@ FORM_DEFAULTS = {"compare_attention": list(ATTENTION_KINDS), "compare_cells": ["
 def form_ui(this: Session) -> Comparison | None:
     """The comparison's settings: the last comparison's, or the defaults."""
     values = dict(FORM_DEFAULTS)
-    if this.comparison is not None:  # as it ran (the form was away meanwhile)
+    if this.comparison is not None and this.exercise is None:  # as it ran
         last = this.comparison.comparison
         values.update(
+            compare_task=last.data_config.task,
             compare_attention=list(dict.fromkeys(v.attention for v in last.variants)),
             compare_cells=list(dict.fromkeys(v.cell for v in last.variants)),
             compare_epochs=last.train_config.epochs,
@@ -42,12 +52,18 @@ def form_ui(this: Session) -> Comparison | None:
         st.session_state.setdefault(key, value)
     busy = this.job is not None
     with st.form("compare_form", border=True):
+        task = st.radio(
+            "Dates", TASKS, key="compare_task", horizontal=True,
+            format_func={"yymmdd": "yy-mm-dd", "human": "as people write them"}.get,
+        )  # fmt: skip
         kinds = st.multiselect("Attention", ATTENTION_KINDS, key="compare_attention")
         c1, c2, c3, c4 = st.columns(4)
         cells = c1.multiselect("Cell", CELL_KINDS, key="compare_cells")
         epochs = c2.number_input("Epochs (at most)", 1, 20, key="compare_epochs")
-        size = c3.number_input("Training dates", 200, 20000, step=200,
-                               key="compare_train_size")  # fmt: skip
+        size = c3.number_input(
+            "Training dates", 200, 20000, step=200, key="compare_train_size",
+            help="As people write them: (date, form) pairs.",
+        )  # fmt: skip
         seed = c4.number_input("Seed", *BOUNDS["seed"], key="compare_seed")
         pressed = st.form_submit_button("Compare", type="primary", disabled=busy)
     if busy:
@@ -58,8 +74,9 @@ def form_ui(this: Session) -> Comparison | None:
     try:
         return Comparison(
             variants,
-            DataConfig(train_size=int(size), seed=int(seed)),
+            DataConfig(task=task, train_size=int(size), seed=int(seed)),
             TrainConfig(epochs=int(epochs), seed=int(seed)),
+            ModelConfig(vocab_size=len(task_vocabulary(task))),
         )
     except ValueError as e:
         st.error(plain(f"Nothing to compare: {e}."))
