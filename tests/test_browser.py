@@ -552,7 +552,7 @@ def test_compare_runs_and_stop_a_comparison(app_page: Page, server: Server) -> N
         open_app(page, server, "compare-runs")
         main = main_area(page)
         main.get_by_label("Epochs (at most)").fill("3")
-        main.get_by_label("Training dates").fill("2000")
+        main.get_by_role("spinbutton", name="Training dates").fill("2000")
         main.get_by_role("button", name="Compare", exact=True).click()
         stop = main.get_by_role("button", name="Stop comparing")
         expect(stop).to_be_visible()
