@@ -187,28 +187,26 @@ def _add_alpha(command: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _alpha(text: str) -> float:
-    """argparse type of --alpha: a number from 0 to MAX_LENGTH_ALPHA."""
-    try:
-        value = float(text)
-        check_length_alpha(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a number from 0 to {MAX_LENGTH_ALPHA:g}, not {text!r}"
-        ) from None
-    return value
+def _checked(
+    parse: Callable[[str], object], check: Callable[[object], None], wanted: str
+) -> Callable[[str], object]:
+    """An argparse type: parse the text, then check it as the configs do."""
+
+    def argument(text: str) -> object:
+        try:
+            value = parse(text)
+            check(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {wanted}, not {text!r}"
+            ) from None
+        return value
+
+    return argument
 
 
-def _beam(text: str) -> int:
-    """argparse type of --beam: a whole number from 1 to MAX_BEAM."""
-    try:
-        value = int(text)
-        check_beam_size(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number from 1 to {MAX_BEAM}, not {text!r}"
-        ) from None
-    return value
+_beam = _checked(int, check_beam_size, f"a whole number from 1 to {MAX_BEAM}")
+_alpha = _checked(float, check_length_alpha, f"a number from 0 to {MAX_LENGTH_ALPHA:g}")
 
 
 # --- train ------------------------------------------------------------------

@@ -112,7 +112,7 @@ def _masks_lead(comparison: Comparison) -> str:
                 "identical, bit for bit: every target is 11 tokens, no <PAD> to drop."
                 if same
                 else "different."
-            )  # fmt: skip
+            )
         )
     return " ".join(said)
 
@@ -167,7 +167,7 @@ EXERCISES = (
                 (("encoder_hidden", h), ("decoder_hidden", h)),
                 (("lr", lr),),
                 f"lr {lr:g}, hidden {h}",
-            )  # fmt: skip
+            )
             for lr in (0.003, 0.01, 0.03)
             for h in (16, 32)
         ),
@@ -182,10 +182,8 @@ EXERCISES = (
             Variant("dot", "lstm", label="masked"),
             Variant(
                 "dot", "lstm", (("mask_attention", False),), label="no attention mask"
-            ),  # fmt: skip
-            Variant(
-                "dot", "lstm", train=(("mask_loss", False),), label="no loss mask"
-            ),  # fmt: skip
+            ),
+            Variant("dot", "lstm", train=(("mask_loss", False),), label="no loss mask"),
         ),
         _masks_lead,
         data=HUMAN,
@@ -199,18 +197,15 @@ EXERCISES = (
         "goes through a learnt bridge. Look at whether the bridge slows learning.",
         (
             Variant("general", "lstm", label="encoder 32 → decoder 32"),
-            Variant(
-                "general",
-                "lstm",
-                (("encoder_hidden", 16),),
-                label="encoder 16 → decoder 32 (bridged)",
-            ),  # fmt: skip
-            Variant(
-                "general",
-                "lstm",
-                (("encoder_hidden", 64),),
-                label="encoder 64 → decoder 32 (bridged)",
-            ),  # fmt: skip
+            *(
+                Variant(
+                    "general",
+                    "lstm",
+                    (("encoder_hidden", size),),
+                    label=f"encoder {size} → decoder 32 (bridged)",
+                )
+                for size in (16, 64)
+            ),
             Variant("general", "lstm", (("num_layers", 2),), label="2 layers each"),
         ),
     ),
@@ -227,10 +222,10 @@ EXERCISES = (
                 "lstm",
                 train=(("sampling_prob", 0.25),),
                 label="scheduled sampling, p 0.25",
-            ),  # fmt: skip
+            ),
             Variant(
                 "dot", "lstm", train=(("sampling_prob", 1.0),), label="own predictions"
-            ),  # fmt: skip
+            ),
         ),
         _feeding_lead,
     ),

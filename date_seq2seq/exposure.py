@@ -150,7 +150,7 @@ class GapRecorder:
 
 def wrong_dates(converter: Converter, days: Iterable[dt.date], limit: int) -> list[str]:
     """Return up to `limit` inputs, in the order given, the model converts wrongly."""
-    days = list(days)
-    preds = converter.predict_days(days)
-    wrong = [d for d, p in zip(days, preds, strict=True) if p != target_tokens(d)]
-    return [source_text(d) for d in wrong[:limit]]
+    pairs = converter.pairs(days)  # each date as the model's task writes it
+    preds = converter.predict([text for text, _ in pairs])
+    wrong = [t for (t, d), p in zip(pairs, preds, strict=True) if p != target_tokens(d)]
+    return wrong[:limit]

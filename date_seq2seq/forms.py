@@ -11,6 +11,7 @@ normalised away rather than learnt.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ def human_source(day: dt.date, form: Form) -> str:
     return normalise(form.write(day))
 
 
+@functools.cache
 def human_alphabet() -> str:
     """Every character a human-task input can hold."""
     chars = {
@@ -129,10 +131,9 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
         r"(?P<day>[0-9]{1,2})日",
     }.items()
 }
-FORMS_HINT = (
-    "write it as one of: 24-11-22, 2024-11-22, 22/11/2024 (day first), "
-    "22.11.24, 22 Nov 2024, 22 November 2024, November 22, 2024, Nov 22 2024, "
-    "Friday, 22 November 2024, fri 22 nov 24, 22nd November 2024, 2024年11月22日"
+FORMS_HINT = "write it as one of: " + ", ".join(
+    form.example + (" (day first)" if form.name == "dd/mm/yyyy" else "")
+    for form in FORMS
 )
 
 
