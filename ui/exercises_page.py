@@ -16,8 +16,9 @@ def exercise_ui(this: Session, exercise: Exercise, busy: bool) -> None:
         st.caption(exercise.look_at)
         names = ", ".join(v.name for v in exercise.variants)
         size, epochs = exercise.data.train_size, exercise.train.epochs
+        unit = "(date, form) pairs" if exercise.data.task == "human" else "dates"
         st.caption(
-            f"Variants: {names}. {size:,} dates, at most {epochs} epochs, one seed."
+            f"Variants: {names}. {size:,} {unit}, at most {epochs} epochs, one seed."
         )
         if st.button("Run it", key=f"run_{exercise.key}", disabled=busy,
                      icon=":material/play_arrow:"):  # fmt: skip
