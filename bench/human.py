@@ -5,7 +5,8 @@ every (date, form) pair of the window, 22,280 × 12 = 267,360: held-out
 accuracy is no stopping rule here, the whole set is the test. Not a test: run
 it by hand,
 
-    python bench/human.py [SEED ...]      # about a minute a seed
+    python bench/human.py [SEED ...]          # about a minute a seed
+    python bench/human.py --form [SEED ...]   # the Train form's human start
 
 Prints a table and, last, one JSON line.
 """
@@ -25,11 +26,15 @@ sys.path[:0] = [str(ROOT)]
 from date_seq2seq.converter import Converter  # noqa: E402
 from date_seq2seq.data import target_tokens  # noqa: E402
 from date_seq2seq.forms import FORM_NAMES, form_of  # noqa: E402
+from date_seq2seq.train_setup import TASK_SETUPS  # noqa: E402
 from date_seq2seq.training import Trainer, default_configs  # noqa: E402
 
 
-def run(seed: int) -> dict[str, object]:
-    data, model, train = default_configs("human")
+def run(seed: int, form: bool = False) -> dict[str, object]:
+    """Train a seed's model (the Train form's start if `form`); check every pair."""
+    data, model, train = (
+        TASK_SETUPS["human"].configs() if form else default_configs("human")
+    )
     trainer = Trainer(replace(data, seed=seed), model, replace(train, seed=seed))
     result = trainer.run()
     converter = Converter(trainer.checkpoint())
@@ -53,8 +58,9 @@ def run(seed: int) -> dict[str, object]:
 
 
 def main() -> None:
-    seeds = [int(s) for s in sys.argv[1:]] or [0, 1, 2]
-    rows = [run(seed) for seed in seeds]
+    form = "--form" in sys.argv
+    seeds = [int(s) for s in sys.argv[1:] if s != "--form"] or [0, 1, 2]
+    rows = [run(seed, form) for seed in seeds]
     print("| seed | train (s) | steps | wrong of 267,360 | wrong by form |")
     print("|---|---|---|---|---|")
     for row in rows:

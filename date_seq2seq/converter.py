@@ -23,7 +23,7 @@ from .data import (
     Pair,
     Window,
     encode_sources,
-    parse_source,
+    read_input,
     split_pairs,
     target_text,
     target_tokens,
@@ -38,7 +38,7 @@ from .decoding import (
     step_through,
     token_logprobs,
 )
-from .forms import normalise, parse_human
+from .forms import normalise
 from .metrics import summarize
 from .training import Progress, default_configs, train
 from .vocab import EOS, EOS_ID, GO, PAD, PAD_ID, Vocabulary
@@ -316,16 +316,11 @@ class Converter:
         """What the model reads of an input, its date, or what is wrong with it."""
         if not isinstance(text, str):
             return repr(text), None, InputError("malformed", "the input must be text")
-        if self.task == "human":
-            try:
-                reading = parse_human(text, self.window)
-            except InputError as e:
-                return normalise(text), None, e
-            return reading.source, reading.day, None
         try:
-            return text.strip(), parse_source(text, self.window), None
-        except InputError as e:
-            return text.strip(), None, e
+            source, day = read_input(self.task, text, self.window)
+        except InputError as e:  # an outside year is still read: shown as read
+            return (normalise(text) if self.task == "human" else text.strip()), None, e
+        return source, day, None
 
     def _convert_chunk(
         self, texts: list[str], beam_size: int, with_attention: bool = True

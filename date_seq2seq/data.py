@@ -23,7 +23,7 @@ from .dates import (  # noqa: F401 - re-exported: the package's names since 0.1
     days_in_month,
     printable,
 )
-from .forms import FORMS, human_alphabet, human_source
+from .forms import FORMS, human_alphabet, human_source, parse_human
 from .vocab import Vocabulary
 
 SOURCE_LEN = 8  # yy-mm-dd
@@ -167,6 +167,18 @@ def parse_source(text: str, window: Window) -> dt.date:
             f"in {yy:02d}, so whatever it writes for the year is a guess",
         )
     return day
+
+
+def read_input(task: str, text: str, window: Window) -> Pair:
+    """What a task's model reads of a typed input, and its date; InputError if none.
+
+    yymmdd: the input stripped (`parse_source`); human: the input normalised,
+    in any of the twelve forms (`forms.parse_human`).
+    """
+    if task == "human":
+        reading = parse_human(text, window)
+        return reading.source, reading.day
+    return text.strip(), parse_source(text, window)
 
 
 def _shape_hint(text: str) -> str:

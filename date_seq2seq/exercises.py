@@ -18,8 +18,9 @@ from .comparison import Comparison, RunReport, Variant
 from .config import DataConfig, ModelConfig, TrainConfig
 from .converter import Converter
 from .data import DateDataset, task_vocabulary
+from .forms import FORMS, human_source
 from .model import Seq2Seq
-from .padding import padding_effect
+from .padding import changed_by_padding, padded, padding_effect
 from .training import masked_cross_entropy
 
 # Small enough to run in well under a minute a variant on 2 cores.
@@ -104,6 +105,7 @@ def _masks_lead(comparison: Comparison) -> str:
                 f"{count:,} answers right padded to {effects[0].width} characters, "
                 f"{alone:,} padded only to their own length."
             )
+        said.append(_one_changed(Converter(models["no attention mask"]), days))
     if "masked" in models and "no loss mask" in models:
         same = models["masked"].fingerprint == models["no loss mask"].fingerprint
         said.append(
@@ -115,6 +117,20 @@ def _masks_lead(comparison: Comparison) -> str:
             )
         )
     return " ".join(said)
+
+
+def _one_changed(unmasked: Converter, days: Sequence) -> str:
+    """One input whose answer moved with its padding, both answers, if any did."""
+    texts = [human_source(d, f) for d in days for f in FORMS]
+    width = max(map(len, texts))
+    found = changed_by_padding(unmasked, texts, width, limit=1)
+    if not found:
+        return "No answer of the unmasked model moved with its padding."
+    alone, far = padded(unmasked, found[0], 0), padded(unmasked, found[0], width)
+    return (
+        f"For example {found[0]!r}: {''.join(alone.tokens)} padded to its own "
+        f"length, {''.join(far.tokens)} padded to {width}."
+    )
 
 
 def _output_lead(comparison: Comparison) -> str:

@@ -4,19 +4,18 @@
   forcing and when free-running, and where the two part;
 - `token_accuracies` and `GapRecorder`: the same over the held-out dates, as
   the share of tokens right each way, during training;
-- `wrong_dates`: dates a model gets wrong, to look at.
+- `wrong_inputs`: inputs a model gets wrong, to look at.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .converter import Converter
-from .data import DateDataset, InputError, parse_source, source_text, target_tokens
+from .data import DateDataset, InputError, Pair, read_input, target_tokens
 from .model import FreeRunning, Seq2Seq, TeacherForcing, unroll
 from .training import Progress, Trainer, evaluate_held_out
 from .vocab import EOS, GO
@@ -61,14 +60,15 @@ class Exposure:
                    for s in self.steps)  # fmt: skip
 
 
-def checked_day(converter: Converter, text: str) -> dt.date:
-    """Parse an input that has a right answer; raise InputError saying why not.
+def checked_pair(converter: Converter, text: str) -> Pair:
+    """Read an input that has a right answer (the model's reading and its
+    date); raise InputError saying why not.
 
     Teacher forcing feeds the right answer, so a year outside the model's
     window – converted elsewhere with a warning – is refused here.
     """
     try:
-        return parse_source(text, converter.window)
+        return read_input(converter.task, text, converter.window)
     except InputError as e:
         if e.kind == "outside_window":
             raise InputError(
@@ -84,9 +84,9 @@ def exposure(converter: Converter, text: str) -> Exposure:
 
     The same loop twice, with two feeds: the truth, and the model's own output.
     """
-    day = checked_day(converter, text)
+    source, day = checked_pair(converter, text)
     vocab, model = converter.vocab, converter.model
-    pair = DateDataset([day], vocab)
+    pair = DateDataset.from_pairs([(source, day)], vocab)
     src, tgt_out = pair.src, pair.tgt[:, 1:]  # (1, src_len), (1, tgt_len)
     teacher = unroll(model, src, TeacherForcing(tgt_out))
     free = unroll(model, src, FreeRunning(converter.decode_config.max_len))
@@ -111,7 +111,7 @@ def exposure(converter: Converter, text: str) -> Exposure:
                 free_chose=free_chose[t] if in_free else None,
             )
         )
-    return Exposure(source_text(day), tuple(steps))
+    return Exposure(source, tuple(steps))
 
 
 def token_accuracies(
@@ -148,9 +148,8 @@ class GapRecorder:
         self.points.append({"step": event.step, **_gap(event.metrics)})
 
 
-def wrong_dates(converter: Converter, days: Iterable[dt.date], limit: int) -> list[str]:
+def wrong_inputs(converter: Converter, pairs: Sequence[Pair], limit: int) -> list[str]:
     """Return up to `limit` inputs, in the order given, the model converts wrongly."""
-    pairs = converter.pairs(days)  # each date as the model's task writes it
     preds = converter.predict([text for text, _ in pairs])
     wrong = [t for (t, d), p in zip(pairs, preds, strict=True) if p != target_tokens(d)]
     return wrong[:limit]

@@ -16,7 +16,7 @@ from .data import (
     Window,
     encode_sources,
     encode_targets,
-    parse_source,
+    read_input,
     source_text,
     target_tokens,
 )
@@ -51,6 +51,8 @@ class AttentionRecorder:
     draws nothing from any random generator: training runs exactly as without
     the recorder. Past `max_snapshots` every other one is dropped and the
     interval doubles, so a long run stays bounded; the newest is always kept.
+    `source` is the date as the model reads it: yy-mm-dd unless given (a
+    model of the human task reads any of its forms).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class AttentionRecorder:
         day: dt.date,
         every: int,
         max_snapshots: int = 200,
+        source: str | None = None,
     ) -> None:
         if model.cfg.attention == "none":
             raise ValueError("this model has no attention to record")
@@ -67,7 +70,7 @@ class AttentionRecorder:
             raise ValueError("every must be >= 1 and max_snapshots >= 2")
         self.model, self.vocab, self.every = model, vocab, every
         self.max_snapshots = max_snapshots
-        self.source = source_text(day)
+        self.source = source or source_text(day)  # how the model reads the date
         self.tokens = tuple(target_tokens(day))
         self._src = encode_sources([self.source], vocab)  # (1, src_len)
         self._tgt_in = encode_targets([day], vocab)[:, :-1]  # (1, tgt_len)
@@ -106,7 +109,10 @@ class AttentionRecorder:
 
 def probe_recorder(trainer: Trainer, probe: str, every: int) -> AttentionRecorder:
     """Attach a recorder of `probe`'s attention to a trainer; InputError if unusable."""
-    day = parse_source(probe, Window.from_config(trainer.data_config))
-    recorder = AttentionRecorder(trainer.model, trainer.vocab, day, every)
+    cfg = trainer.data_config
+    source, day = read_input(cfg.task, probe, Window.from_config(cfg))
+    recorder = AttentionRecorder(
+        trainer.model, trainer.vocab, day, every, source=source
+    )
     trainer.observers.append(recorder)
     return recorder

@@ -6,7 +6,8 @@ positions get weight 0 and an answer is the same however much padding its
 batch had. Without it (`ModelConfig(mask_attention=False)`, the d2l exercise)
 the softmax spreads some weight over the padding, and the same date can get
 a different answer padded to the longest input than padded to its own length.
-This measures both, form by form, with the plain decoding loop.
+This measures both, form by form, with the plain decoding loop
+(`padding_effect`), and shows one date at any padding (`padded`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,52 @@ import torch
 import torch.nn.functional as F
 
 from .converter import Converter
-from .data import encode_sources, target_tokens
+from .data import encode_sources, read_input, target_tokens
 from .decoding import greedy
 from .forms import FORMS, human_source
 from .vocab import EOS_ID, PAD_ID
 
 CHUNK = 2048  # inputs decoded at once
+PAD_SHOWN = "·"  # how a <PAD> column is labelled in a heatmap
+
+
+@dataclass(frozen=True)
+class Padded:
+    """One input decoded padded to `width`: its answer and where it looked."""
+
+    source: str  # the input as the model reads it
+    width: int  # its characters and the <PAD> after them
+    tokens: tuple[str, ...]  # the answer, up to <EOS>
+    attention: tuple[tuple[float, ...], ...] | None  # (tokens, width); None: none
+    right: bool  # whether the answer is the calendar's
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """A heatmap's column labels: the characters, then PAD_SHOWN per <PAD>."""
+        return (*self.source, *[PAD_SHOWN] * (self.width - len(self.source)))
+
+    @property
+    def pad_attention(self) -> float:
+        """Mean share of an answer token's attention on the <PAD> columns."""
+        if not self.attention:
+            return 0.0
+        on_pad = [sum(row[len(self.source) :]) for row in self.attention]
+        return sum(on_pad) / len(on_pad)
+
+
+def padded(converter: Converter, text: str, width: int) -> Padded:
+    """Decode one input right-padded with <PAD> to `width` characters, as a
+    batch with a longer input pads it. InputError if it cannot be read."""
+    source, day = read_input(converter.task, text, converter.window)
+    src = encode_sources([source], converter.vocab)
+    src = F.pad(src, (0, max(width - src.size(1), 0)), value=PAD_ID)
+    out = greedy(converter.model, src, converter.decode_config.max_len)
+    tokens = tuple(converter.vocab.decode(out.ids[0].tolist()))
+    attention = None
+    if out.attention is not None:
+        attention = tuple(map(tuple, out.attention[0, : len(tokens)].tolist()))
+    right = list(tokens) == target_tokens(day)
+    return Padded(source, src.size(1), tokens, attention, right)
 
 
 @dataclass(frozen=True)
@@ -49,50 +90,62 @@ def padding_effect(
     answers = [target_tokens(d) for d in days]
     effects = []
     for form, texts in written.items():
-        share, right_padded = _decode_padded(converter, texts, answers, width)
-        right_alone = _right_unpadded(converter, texts, answers)
+        got_padded, share = _decode_padded(converter, texts, width)
+        got_alone = _decode_unpadded(converter, texts)
         effects.append(
-            PaddingEffect(form, len(texts), width, share, right_padded, right_alone)
-        )
+            PaddingEffect(
+                form, len(texts), width, share,
+                right_padded=sum(map(list.__eq__, got_padded, answers)),
+                right_alone=sum(map(list.__eq__, got_alone, answers)),
+            )
+        )  # fmt: skip
     return effects
 
 
+def changed_by_padding(
+    converter: Converter, texts: Sequence[str], width: int, limit: int
+) -> list[str]:
+    """Up to `limit` inputs (as the model reads them, in order) whose answer
+    padded to `width` differs from their answer padded to their own length."""
+    got_padded, _ = _decode_padded(converter, texts, width)
+    got_alone = _decode_unpadded(converter, texts)
+    pairs = zip(texts, got_padded, got_alone, strict=True)
+    return [text for text, a, b in pairs if a != b][:limit]
+
+
 def _decode_padded(
-    converter: Converter, texts: list[str], answers: list[list[str]], width: int
-) -> tuple[float, int]:
-    """(mean attention share on <PAD>, answers right), every input padded to width."""
-    mass = steps = right = 0.0
+    converter: Converter, texts: Sequence[str], width: int
+) -> tuple[list[list[str]], float]:
+    """(answers, mean attention share on <PAD>), every input padded to width."""
+    mass = steps = 0.0
+    answers = []
     for i in range(0, len(texts), CHUNK):
         src = encode_sources(texts[i : i + CHUNK], converter.vocab)
         src = F.pad(src, (0, width - src.size(1)), value=PAD_ID)
         out = greedy(converter.model, src, converter.decode_config.max_len)
-        right += _count_right(converter, out.ids, answers[i : i + CHUNK])
+        answers += _answers(converter, out.ids)
         if out.attention is not None:
             is_eos = (out.ids == EOS_ID).long()
             live = (is_eos.cumsum(1) - is_eos) == 0  # up to and including <EOS>
             on_pad = (out.attention * (src == PAD_ID)[:, None, :]).sum(-1)
             mass += float(on_pad[live].sum())
             steps += float(live.sum())
-    return mass / max(steps, 1.0), int(right)
+    return answers, mass / max(steps, 1.0)
 
 
-def _right_unpadded(
-    converter: Converter, texts: list[str], answers: list[list[str]]
-) -> int:
-    """Answers right when inputs are decoded in groups of one length: no padding."""
-    right = 0
+def _decode_unpadded(converter: Converter, texts: Sequence[str]) -> list[list[str]]:
+    """Answers when inputs are decoded in groups of one length: no padding."""
+    answers: list[list[str]] = [[] for _ in texts]
     for length in sorted({len(t) for t in texts}):
         rows = [i for i, t in enumerate(texts) if len(t) == length]
         for i in range(0, len(rows), CHUNK):
             chunk = rows[i : i + CHUNK]
             src = encode_sources([texts[r] for r in chunk], converter.vocab)
             out = greedy(converter.model, src, converter.decode_config.max_len)
-            right += _count_right(converter, out.ids, [answers[r] for r in chunk])
-    return right
+            for r, answer in zip(chunk, _answers(converter, out.ids), strict=True):
+                answers[r] = answer
+    return answers
 
 
-def _count_right(
-    converter: Converter, ids: torch.Tensor, answers: list[list[str]]
-) -> int:
-    decoded = [converter.vocab.decode(row) for row in ids.tolist()]
-    return sum(got == want for got, want in zip(decoded, answers, strict=True))
+def _answers(converter: Converter, ids: torch.Tensor) -> list[list[str]]:
+    return [converter.vocab.decode(row) for row in ids.tolist()]

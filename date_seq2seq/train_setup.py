@@ -1,8 +1,9 @@
 """A training setup as URL query parameters, so that a link reproduces it.
 
-`Setup` holds what the app's Train form sets – model, training knobs, data
-size, seed, and the probe date whose attention is recorded while training – as
-flat values, with the ranges the form allows. `to_params` writes it as strings;
+`Setup` holds what the app's Train form sets – the task, model, training
+knobs, masks, data size, seed, and the probe date whose attention is recorded
+while training – as flat values, with the ranges the form allows; `TASK_SETUPS`
+holds a good start for each task. `to_params` writes a setup as strings;
 `from_params` reads a link back, checking every value and falling back to the
 default for a bad one with a message a person reads, never an exception: a
 link is typed, truncated and edited by hand.
@@ -16,13 +17,21 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .config import ATTENTION_KINDS, CELL_KINDS, DataConfig, ModelConfig, TrainConfig
-from .data import InputError, Window, parse_source, printable
+from .config import (
+    ATTENTION_KINDS,
+    CELL_KINDS,
+    TASKS,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+)
+from .data import InputError, Window, printable, read_input, task_vocabulary
 
 LEARNING_RATES = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
 BATCH_SIZES = (8, 16, 32, 64, 128, 256)
 # The values a field may take: a tuple of choices, or inclusive (low, high).
 CHOICES: dict[str, tuple[Any, ...]] = {
+    "task": TASKS,
     "attention": ATTENTION_KINDS,
     "cell": CELL_KINDS,
     "lr": LEARNING_RATES,
@@ -49,6 +58,7 @@ FOREIGN_PARAMS = frozenset({"embed", "embed_options"})
 _MODEL, _TRAIN, _DATA = ModelConfig(), TrainConfig(), DataConfig()
 MAX_NUMBER_CHARS = 40  # longer is no setting's number (and int() refuses 4,300)
 _WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 _NUMBER = re.compile(
     r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(nan|inf)",
     re.ASCII | re.IGNORECASE,
@@ -59,12 +69,16 @@ _NUMBER = re.compile(
 class Setup:
     """A Train form's values; every one is checked when a Setup is built."""
 
+    task: str = _DATA.task  # what the inputs look like: yymmdd or human
     attention: str = _MODEL.attention
     cell: str = _MODEL.cell
     embedding: int = _MODEL.embedding_dim
-    hidden: int = _MODEL.encoder_hidden  # encoder and decoder alike
-    layers: int = _MODEL.num_layers
+    hidden: int = _MODEL.encoder_hidden  # the encoder's (each way); the decoder's
+    layers: int = _MODEL.num_layers  # is as wide as what the encoder hands over
     dropout: float = _MODEL.dropout
+    bidirectional: bool = _MODEL.bidirectional
+    mask_attention: bool = _MODEL.mask_attention  # <PAD> gets no attention
+    mask_loss: bool = _TRAIN.mask_loss  # <PAD> past a target's end is not scored
     lr: float = _TRAIN.lr
     sampling: float = _TRAIN.sampling_prob  # scheduled sampling's p
     batch: int = _TRAIN.batch_size
@@ -81,6 +95,9 @@ class Setup:
             except ValueError as e:
                 raise ValueError(f"{f.name} {e}") from None
             object.__setattr__(self, f.name, value)
+        problem = probe_problem(self.task, self.probe)
+        if problem:
+            raise ValueError(f"probe {problem}")
         if self.steps > MAX_STEPS:
             raise ValueError(
                 f"{self.epochs} epochs of {self.train_size} dates in batches of "
@@ -101,13 +118,16 @@ class Setup:
     def configs(self) -> tuple[DataConfig, ModelConfig, TrainConfig]:
         """Return the data, model and training configs this setup trains with."""
         model = ModelConfig(
+            vocab_size=len(task_vocabulary(self.task)),
             cell=self.cell,
             attention=self.attention,
             embedding_dim=self.embedding,
             encoder_hidden=self.hidden,
-            decoder_hidden=self.hidden,
+            decoder_hidden=self.hidden * (2 if self.bidirectional else 1),
             num_layers=self.layers,
             dropout=self.dropout,
+            bidirectional=self.bidirectional,
+            mask_attention=self.mask_attention,
         )
         train = TrainConfig(
             epochs=self.epochs,
@@ -115,8 +135,10 @@ class Setup:
             lr=self.lr,
             sampling_prob=self.sampling,
             seed=self.seed,
+            mask_loss=self.mask_loss,
         )
-        return DataConfig(train_size=self.train_size, seed=self.seed), model, train
+        data = DataConfig(train_size=self.train_size, seed=self.seed, task=self.task)
+        return data, model, train
 
     def to_params(self) -> dict[str, str]:
         """Return every value as a query-parameter string, e.g. {"lr": "0.01"}."""
@@ -129,13 +151,15 @@ class Setup:
     def from_params(cls, params: Mapping[str, str]) -> tuple[Setup, list[str]]:
         """Read query parameters; a bad value keeps its default and is reported.
 
+        What a link leaves out is its task's good start (TASK_SETUPS).
+
         Returns the setup and one message per problem (empty when all is well),
         as plain text: it quotes what the link says, so show it as text, never
         as Markdown, or a link could put its own links and formatting on the page.
         """
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {}
-        problems = []
+        problems, bad = [], []  # bad: (name, text, why) of a value not taken
         for name, text in params.items():
             if name in FOREIGN_PARAMS:
                 continue
@@ -145,8 +169,16 @@ class Setup:
             try:
                 values[name] = check_value(name, parse_value(name, text))
             except ValueError as e:
-                default = known[name].default
-                problems.append(f"{name}={_shown(text)}: {e}; using {default}.")
+                bad.append((name, text, str(e)))
+        start = TASK_SETUPS[values.get("task", _DATA.task)]  # what is not given
+        problem = probe_problem(start.task, values.get("probe", start.probe))
+        if problem:
+            bad.append(("probe", values.pop("probe"), problem))
+        problems += [
+            f"{name}={_shown(text)}: {why}; using {getattr(start, name)}."
+            for name, text, why in bad
+        ]
+        values = {**asdict(start), **values}
         try:
             return cls(**values), problems
         except ValueError as e:  # too many steps: as many epochs as fit
@@ -169,6 +201,10 @@ def parse_value(name: str, text: str) -> Any:
     # and other scripts' digits, which a link should not need.
     if kind in (int, float) and len(text) > MAX_NUMBER_CHARS:
         raise ValueError(f"too long for a number ({len(text)} characters)")
+    if kind is bool:
+        if text.lower() not in (*_TRUE, *_FALSE):
+            raise ValueError("not true or false")
+        return text.lower() in _TRUE
     if kind is int:
         if not _WHOLE.fullmatch(text):
             raise ValueError("not a whole number")
@@ -210,12 +246,40 @@ def check_value(name: str, value: Any) -> Any:
         if not low <= value <= high:
             raise ValueError(f"must be from {low} to {high}")
         return value if whole else float(value)  # a slider needs one number type
-    if name == "probe":
-        if not isinstance(value, str):
-            raise ValueError("must be a date as yy-mm-dd")
-        try:
-            parse_source(value, Window.from_config(_DATA))
-        except InputError as e:
-            raise ValueError(e.message) from None
+    if name in ("bidirectional", "mask_attention", "mask_loss"):
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if name == "probe":  # read as a human-task date here, the widest reading:
+        if not isinstance(value, str):  # Setup checks it against its own task
+            raise ValueError("must be a date")
+        problem = probe_problem("human", value)
+        if problem:
+            raise ValueError(problem)
         return value.strip()
     raise ValueError(f"{name!r} is not a setting")
+
+
+def probe_problem(task: str, probe: str) -> str | None:
+    """Why `probe` cannot be the probe date of a run of `task`, or None."""
+    try:
+        read_input(task, probe, Window.from_config(_DATA))
+    except InputError as e:
+        return e.message
+    return None
+
+
+# A good start for each task: the human task's inputs are longer and varied,
+# so a bigger model, batch and data (see tests/test_train_setup.py).
+TASK_SETUPS = {
+    "yymmdd": Setup(),
+    "human": Setup(
+        task="human",
+        hidden=64,
+        batch=64,
+        lr=1e-2,
+        epochs=15,
+        train_size=20000,
+        probe="Friday, 22 November 2024",
+    ),  # fmt: skip
+}

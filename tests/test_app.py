@@ -115,7 +115,8 @@ def rows(spec: dict) -> list[dict]:
 
 WIDGETS = {"attention": "selectbox", "cell": "selectbox", "lr": "select_slider",
            "batch": "select_slider", "sampling": "slider", "dropout": "slider",
-           "probe": "text_input"}  # fmt: skip
+           "probe": "text_input", "mask_attention": "checkbox",
+           "bidirectional": "checkbox", "mask_loss": "checkbox"}  # fmt: skip
 
 
 def start_training(
@@ -244,21 +245,30 @@ def test_dates_as_people_write_them(app, monkeypatch) -> None:
              TrainConfig(epochs=1))  # fmt: skip
     monkeypatch.setattr(jobs, "default_configs", lambda task: small)
     default_model_job.clear()
-    app.radio(key="task").set_value("human").run()
+    app.radio(key="convert_task").set_value("human").run()
     assert not app.exception
     assert any("training now" in i.value for i in app.info)
     assert default_model_job("human").wait(TIMEOUT)
     app.run()  # as the progress poll does once it is saved
-    assert not app.exception and not app.info
+    assert not app.exception and not any("training now" in i.value for i in app.info)
     assert app.text_input(key="human_date").value == "Friday, 22 November 2024"
     assert "`22/Nov/2024`" in markdown_text(app)  # the calendar's answer
     heatmap = app.get("vega_lite_chart")[0]
     assert heatmap is not None
+    # The same date, two paddings: pad columns drawn; the mask keeps them at 0.
+    padded = chart(app, "padded heatmap")
+    said = markdown_text(app)  # 24 characters: "friday, 22 november 2024"
+    assert "Padded to its own length (24), as above" in said
+    assert {r["input_position"] for r in rows(padded)} == set(range(30))
+    assert {r["input_char"] for r in rows(padded) if r["input_position"] >= 24} == {"·"}
+    assert all(r["weight"] == 0 for r in rows(padded) if r["input_position"] >= 24)
+    said = app.info[0].value
+    assert plain("0.0% of each answer") in said and "stayed the same" in said
     app.text_input(key="human_date").set_value("thu 22 nov 24").run()
     assert plain("is a Friday, not a Thursday") in app.error[0].value
     app.button(key="example_2024年11月22日").click().run()
     assert not app.error and app.text_input(key="human_date").value == "2024年11月22日"
-    app.radio(key="task").set_value("yymmdd").run()  # back: the classic task
+    app.radio(key="convert_task").set_value("yymmdd").run()  # back: the classic task
     assert app.text_input(key="date").value == "24-11-22"
 
 
@@ -292,6 +302,42 @@ def test_training_runs_in_the_background_and_its_model_is_used(app) -> None:
     # The subtitle is short lines: a narrow screen cuts none of its words.
     subtitle = accuracy["title"]["subtitle"]
     assert "exposure bias" in " ".join(subtitle) and max(map(len, subtitle)) <= 45
+
+
+def test_the_human_task_trains_on_the_train_page_and_every_page_reads_it(app):
+    on(app, "train")
+    app.radio(key="task").set_value("human").run()  # fills in the task's good start
+    assert app.number_input(key="hidden").value == 64
+    assert app.number_input(key="train_size").value == 20000
+    assert app.text_input(key="probe").value == "Friday, 22 November 2024"
+    finish(start_training(app, epochs=1, train_size=300, batch=64,
+                          mask_attention=False))  # fmt: skip
+    job = session(app).training
+    assert job.setup.task == "human" and job.steps == 5  # 300 pairs / 64
+    assert job.trainer.model_config.mask_attention is False
+    (link,) = app.code
+    assert "task=human" in link.value and "hidden=64" in link.value  # to share
+    assert "as people write them" in app.sidebar.caption[0].value
+    on(app, "convert")
+    assert app.radio(key="convert_task").value == "human"
+    assert any("Converting with your model" in c.value for c in app.caption)
+    padded = rows(chart(app, "padded heatmap"))  # the padding is looked at
+    assert sum(r["weight"] for r in padded if r["input_char"] == "·") > 0
+    assert "does not mask attention" in app.info[0].value
+    app.button(key="find_changed").click().run()
+    assert not app.exception
+    on(app, "step")
+    app.text_input(key="walk_date").set_value("22 Nov 2024").run()
+    assert not app.exception and not app.error
+    on(app, "exposure")
+    app.text_input(key="lab_date").set_value("fri 22 nov 24").run()
+    assert not app.exception and not app.error
+    assert app.dataframe  # the two runs, step by step
+    on(app, "forming")
+    cells = rows(chart(app, "attention forming heatmap"))
+    probe = "friday, 22 november 2024"  # as the model reads it
+    assert len({r["input_position"] for r in cells}) == len(probe)
+    assert "".join(r["input_char"] for r in cells[: len(probe)]) == probe
 
 
 def test_progress_shows_the_steps_loss_and_counts_steps(app) -> None:
@@ -425,7 +471,7 @@ def test_a_refusal_quoting_the_file_shows_it_as_plain_text(app) -> None:
     assert "the default model" in app.sidebar.markdown[0].value
 
 
-def test_a_human_task_model_is_sent_to_the_command_line(app) -> None:
+def test_an_uploaded_human_task_model_reads_dates_as_people_write_them(app) -> None:
     vocab_size = len(task_vocabulary("human"))
     trainer = Trainer(DataConfig(task="human", train_size=50, held_out_size=20),
                       ModelConfig(vocab_size=vocab_size),
@@ -436,9 +482,14 @@ def test_a_human_task_model_is_sent_to_the_command_line(app) -> None:
         ("human.pt", trainer.checkpoint().to_bytes(), "application/octet-stream")
     )
     app.run()
-    assert not app.exception
-    assert "model of the human task" in app.error[0].value
-    assert "the default model" in app.sidebar.markdown[0].value
+    assert not app.exception and not app.error
+    assert plain("uploaded human.pt") in app.sidebar.markdown[0].value
+    assert "as people write them" in app.sidebar.caption[0].value
+    on(app, "convert")
+    assert app.radio(key="convert_task").value == "human"  # the model's own task
+    assert any(plain("with uploaded human.pt") in c.value for c in app.caption)
+    app.text_input(key="human_date").set_value("22 Nov 2024").run()
+    assert not app.error and "`22/Nov/2024`" in markdown_text(app)
 
 
 def test_the_largest_model_the_form_allows_can_be_uploaded_again() -> None:

@@ -399,6 +399,50 @@ def test_dates_as_people_write_them(app_page: Page, server: Server) -> None:
         assert_charts_quiet(server)
 
 
+def test_a_human_task_model_trained_on_the_train_page_is_read_everywhere(
+    app_page: Page, server: Server
+) -> None:
+    """Trained without the attention mask, it looks at the padding: the Convert
+    page draws the pad columns for one date at two paddings."""
+    page = app_page
+    with server.diagnosed(page, "human training"):
+        setup = "task=human&train_size=6400&epochs=1&mask_attention=false"
+        open_app(page, server, f"train?{setup}")
+        main = main_area(page)
+        expect(main.get_by_role("checkbox", name="Mask attention")).not_to_be_checked()
+        page.get_by_role("button", name="Train", exact=True).click()
+        finished = main.get_by_text(re.compile(r"Training finished after [\d,]+ steps"))
+        expect(finished).to_be_visible(timeout=120_000)
+        wait_idle(page)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        expect(sidebar).to_contain_text("as people write them")
+        main = open_page(page, "Convert")
+        box = page.get_by_label("Date as you write it", exact=True)
+        expect(box).to_be_visible()
+        expect(main).to_contain_text("Converting with your model")
+        expect(main).to_contain_text("The same date, two paddings")
+        expect(main).to_contain_text("does not mask attention")
+        expect(page.locator(CHART)).to_have_count(2)  # as typed, and padded
+        box.fill("22.11.24")
+        box.press("Enter")
+        wait_idle(page)
+        expect(main).to_contain_text("With 22 <PAD> after it")
+        main.get_by_role(
+            "button", name="Find held-out dates whose answer changes"
+        ).click()
+        wait_idle(page)
+        expect(main).to_contain_text(re.compile("dates (whose answer )?changes padded"))
+        changed = main.locator('[class*="st-key-changed_"] button')
+        if changed.count():  # the same date, two paddings, two answers
+            changed.first.click()
+            wait_idle(page)
+            expect(main).to_contain_text(re.compile(r"answer changed:\W*\s\S+ became"))
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        screenshot(page, ARTIFACTS / "browser_padding.png", DOCS / "app-padding.png")
+        assert_no_traceback(page)
+        assert_charts_quiet(server)
+
+
 def test_training_goes_on_whatever_the_user_does(
     app_page: Page, server: Server
 ) -> None:
@@ -480,7 +524,8 @@ def test_shared_link_exposure_lab_and_attention_forming(
         expect(problems).to_contain_text("lr=fast: not a number")
         main = main_area(page)
         expect(main.get_by_label("Epochs (at most)")).to_have_value("1")
-        expect(main.get_by_label("Training dates")).to_have_value("200")
+        examples = main.get_by_role("spinbutton", name="Training examples")
+        expect(examples).to_have_value("200")
         screenshot(page, DOCS / "app-link.png")
         main.get_by_role("button", name="Train", exact=True).click()
         finished = page.get_by_text(re.compile(r"Training finished after [\d,]+ steps"))
@@ -552,7 +597,7 @@ def test_compare_runs_and_stop_a_comparison(app_page: Page, server: Server) -> N
         open_app(page, server, "compare-runs")
         main = main_area(page)
         main.get_by_label("Epochs (at most)").fill("3")
-        main.get_by_role("spinbutton", name="Training dates").fill("2000")
+        main.get_by_role("spinbutton", name="Training examples").fill("2000")
         main.get_by_role("button", name="Compare", exact=True).click()
         stop = main.get_by_role("button", name="Stop comparing")
         expect(stop).to_be_visible()

@@ -9,7 +9,7 @@ import pytest
 from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
 from date_seq2seq.converter import Converter
 from date_seq2seq.data import DateDataset, InputError, source_text, split, target_tokens
-from date_seq2seq.exposure import exposure, token_accuracies, wrong_dates
+from date_seq2seq.exposure import exposure, token_accuracies, wrong_inputs
 from date_seq2seq.training import Trainer
 from date_seq2seq.vocab import EOS, GO
 
@@ -108,16 +108,16 @@ def test_a_weak_model_does_better_fed_the_truth(trained):
     assert weak.model.training is False and trained.model.training is False
 
 
-def test_wrong_dates_are_the_ones_the_model_gets_wrong(untrained, converter):
-    days = untrained.held_out_days()
-    wrong = wrong_dates(untrained, days, limit=5)
+def test_wrong_inputs_are_the_ones_the_model_gets_wrong(untrained, converter):
+    pairs = untrained.held_out_pairs()
+    wrong = wrong_inputs(untrained, pairs, limit=5)
     assert len(wrong) == 5
     for text in wrong:
         assert untrained.convert(text).correct is False
-    assert wrong == [t for t in map(source_text, days) if t in wrong][:5]  # in order
-    right_ones = [d for d in converter.held_out_days()
-                  if converter.convert(source_text(d)).correct]  # fmt: skip
-    assert wrong_dates(converter, right_ones, limit=5) == []
+    assert wrong == [t for t, _ in pairs if t in wrong][:5]  # in order
+    right_ones = [(t, d) for t, d in converter.held_out_pairs()
+                  if converter.convert(t).correct]  # fmt: skip
+    assert wrong_inputs(converter, right_ones, limit=5) == []
 
 
 def test_the_readmes_recipe_shows_exposure_bias_plainly():
@@ -130,4 +130,4 @@ def test_the_readmes_recipe_shows_exposure_bias_plainly():
     got = token_accuracies(weak.model, weak.held_out_set, max_len=12)
     assert got["teacher_forced"] - got["free_running"] > 0.2
     converter = Converter(weak.checkpoint())
-    assert len(wrong_dates(converter, converter.held_out_days(), limit=6)) == 6
+    assert len(wrong_inputs(converter, converter.held_out_pairs(), limit=6)) == 6

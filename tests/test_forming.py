@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
-from date_seq2seq.data import InputError, target_tokens
+from date_seq2seq.data import InputError, target_tokens, task_vocabulary
 from date_seq2seq.exposure import GapRecorder, token_accuracies
 from date_seq2seq.forming import AttentionRecorder, Snapshot, probe_recorder
 from date_seq2seq.training import Progress, Trainer
@@ -106,3 +106,21 @@ def test_recorder_refuses_a_model_without_attention_and_a_bad_probe(vocab):
         probe_recorder(small_trainer(), "24-02-30", every=5)
     with pytest.raises(ValueError, match="every"):
         AttentionRecorder(small_trainer().model, vocab, NOV22, every=0)
+
+
+def test_a_human_task_probe_is_recorded_as_the_model_reads_it():
+    vocab_size = len(task_vocabulary("human"))
+    trainer = Trainer(
+        DataConfig(task="human", train_size=64, held_out_size=16, seed=3),
+        ModelConfig(vocab_size=vocab_size, embedding_dim=4, encoder_hidden=8,
+                    decoder_hidden=8),
+        TrainConfig(epochs=1, batch_size=16, seed=3),
+    )  # fmt: skip
+    recorder = probe_recorder(trainer, "  Friday, 22 NOVEMBER 2024 ", every=2)
+    trainer.run()
+    assert recorder.source == "friday, 22 november 2024"  # lower case, stripped
+    assert recorder.tokens == tuple(target_tokens(NOV22))
+    for snap in recorder.snapshots:  # one column per character, none for padding
+        assert {len(row) for row in snap.weights} == {len(recorder.source)}
+    with pytest.raises(InputError, match="not a Thursday"):
+        probe_recorder(trainer, "thu 22 nov 24", every=2)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
-from date_seq2seq.train_setup import BOUNDS, CHOICES, MAX_STEPS, Setup
+from date_seq2seq.data import task_vocabulary
+from date_seq2seq.train_setup import BOUNDS, CHOICES, MAX_STEPS, TASK_SETUPS, Setup
 
 CHANGED = Setup(
     attention="additive",
@@ -136,7 +137,9 @@ def test_every_corner_of_the_ranges_can_be_trained(end):
     for attention in CHOICES["attention"]:
         values = {name: bounds[end] for name, bounds in BOUNDS.items()}
         values.update({name: choices[-end] for name, choices in CHOICES.items()})
-        Setup(**{**values, "attention": attention}).configs()
+        for both_ways in (False, True):
+            Setup(**{**values, "attention": attention,
+                     "bidirectional": both_ways}).configs()  # fmt: skip
 
 
 def test_a_link_reproduces_a_value_exactly():
@@ -157,3 +160,44 @@ def test_a_setup_longer_than_a_run_may_be_is_refused_and_a_link_shortened():
                                          "batch": "8"})  # fmt: skip
     assert setup.epochs == 8 and setup.steps <= MAX_STEPS
     assert problems and "using 8 epochs" in problems[0]
+
+
+@pytest.mark.parametrize("task", CHOICES["task"])
+def test_each_task_has_a_good_start_that_trains_that_task(task):
+    start = TASK_SETUPS[task]
+    data, model, _ = start.configs()
+    assert data.task == task and model.vocab_size == len(task_vocabulary(task))
+    assert Setup.from_params({"task": task}) == (start, [])  # what a link leaves out
+    assert Setup.from_params(start.to_params()) == (start, [])
+
+
+def test_a_probe_is_read_as_its_task_reads_dates():
+    assert Setup(task="human", probe=" 22 Nov 2024 ").probe == "22 Nov 2024"
+    with pytest.raises(ValueError, match="^probe '22 Nov 2024' is not a date as yy"):
+        Setup(probe="22 Nov 2024")
+    setup, problems = Setup.from_params({"probe": "22 Nov 2024"})
+    assert setup.probe == "24-11-22" and problems[0].startswith("probe=22 Nov 2024:")
+    setup, problems = Setup.from_params({"probe": "thu 22 nov 24", "task": "human"})
+    assert "a Friday, not a Thursday" in problems[0]
+    assert setup.probe == TASK_SETUPS["human"].probe
+
+
+def test_the_switches_are_read_as_true_or_false():
+    setup, problems = Setup.from_params(
+        {"bidirectional": "true", "mask_attention": "0", "mask_loss": "False"}
+    )
+    assert problems == []
+    assert (setup.bidirectional, setup.mask_attention, setup.mask_loss) == (
+        True, False, False)  # fmt: skip
+    _, problems = Setup.from_params({"mask_loss": "maybe"})
+    assert problems == ["mask_loss=maybe: not true or false; using True."]
+    with pytest.raises(ValueError, match="^bidirectional must be true or false"):
+        Setup(bidirectional=1)
+
+
+def test_the_switches_reach_the_configs():
+    _, model, train = Setup(bidirectional=True, mask_attention=False,
+                            mask_loss=False, hidden=24).configs()  # fmt: skip
+    assert model.bidirectional and model.encoder_hidden == 24
+    assert model.decoder_hidden == model.encoder_output == 48  # dot attention fits
+    assert model.mask_attention is False and train.mask_loss is False

@@ -21,7 +21,7 @@ from date_seq2seq.train_setup import BOUNDS
 from ui import charts
 from ui.jobs import ComparisonJob, ServerBusy
 from ui.state import Session, session, session_alive_check
-from ui.text import plain
+from ui.text import TASK_NAMES, plain
 
 # Short words: the table fits a projector's screen without scrolling sideways.
 ENDINGS = {"target": "at 100%", "epochs": "all epochs",
@@ -54,15 +54,15 @@ def form_ui(this: Session) -> Comparison | None:
     with st.form("compare_form", border=True):
         task = st.radio(
             "Dates", TASKS, key="compare_task", horizontal=True,
-            format_func={"yymmdd": "yy-mm-dd", "human": "as people write them"}.get,
+            format_func=TASK_NAMES.get,
         )  # fmt: skip
         kinds = st.multiselect("Attention", ATTENTION_KINDS, key="compare_attention")
         c1, c2, c3, c4 = st.columns(4)
         cells = c1.multiselect("Cell", CELL_KINDS, key="compare_cells")
         epochs = c2.number_input("Epochs (at most)", 1, 20, key="compare_epochs")
         size = c3.number_input(
-            "Training dates", 200, 20000, step=200, key="compare_train_size",
-            help="As people write them: (date, form) pairs.",
+            "Training examples", 200, 20000, step=200, key="compare_train_size",
+            help="Dates as yy-mm-dd; (date, form) pairs as people write them.",
         )  # fmt: skip
         seed = c4.number_input("Seed", *BOUNDS["seed"], key="compare_seed")
         pressed = st.form_submit_button("Compare", type="primary", disabled=busy)

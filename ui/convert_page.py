@@ -12,7 +12,9 @@ from date_seq2seq.converter import (
     Hypothesis,
     default_checkpoint_path,
 )
+from date_seq2seq.data import read_input
 from date_seq2seq.forms import FORMS_HINT
+from date_seq2seq.padding import PAD_SHOWN, Padded, changed_by_padding, padded
 from ui import charts
 from ui.state import (
     EXAMPLES,
@@ -21,7 +23,7 @@ from ui.state import (
     session,
     wait_for_default_model,
 )
-from ui.text import code, plain
+from ui.text import TASK_NAMES, code, plain
 
 
 def marked_tokens(result: Conversion) -> str:
@@ -38,7 +40,6 @@ def marked_tokens(result: Conversion) -> str:
     return " ".join(parts)
 
 
-TASKS = {"yymmdd": "yy-mm-dd", "human": "as people write them"}
 HUMAN_EXAMPLES = ("Friday, 22 November 2024", "2024年11月22日", "nov 22 2024",
                   "22.11.24", "22nd November 1999", "thu 22 nov 24")  # fmt: skip
 
@@ -47,17 +48,43 @@ def set_text(key: str, text: str) -> None:
     st.session_state[key] = text
 
 
-def human_model() -> Converter:
-    """The human task's default model; while it first trains, its progress."""
-    if not default_checkpoint_path("human").exists():
-        wait_for_default_model("human")  # reruns the page once it is saved
-    return default_converter_now("human")
+def task_ui(this: Session) -> str:
+    """Which inputs to convert: the model in use's, unless the user picks the
+    other task (read by its default model)."""
+    if this.convert_task_for != id(this.converter):  # a new model in use: its task
+        this.convert_task_for = id(this.converter)
+        st.session_state.convert_task = this.converter.task
+    return st.radio(
+        "Input", list(TASK_NAMES), format_func=TASK_NAMES.get, key="convert_task",
+        horizontal=True,
+        help="yy-mm-dd: the classic task. As people write them: twelve forms, "
+        "from 22.11.24 to Friday, 22 November 2024. Each is read by a model of "
+        "its own: the model in use if it reads them, else that task's default.",
+    )  # fmt: skip
 
 
-def model_to_use(this: Session) -> Converter:
-    """The model in use, or – while a run trains – its model so far, if chosen."""
+def default_model(task: str) -> Converter:
+    """A task's default model; while it first trains, its progress."""
+    if not default_checkpoint_path(task).exists():
+        wait_for_default_model(task)  # reruns the page once it is saved
+    return default_converter_now(task)
+
+
+def model_to_use(this: Session, task: str) -> Converter:
+    """The model in use, or – while a run trains – its model so far, if chosen;
+    for the other task, that task's default model."""
+    if this.converter.task != task:
+        converter = default_model(task)
+        st.caption(
+            f"Converting with the default model for dates {TASK_NAMES[task]} "
+            f"(hidden {converter.model.cfg.encoder_hidden}); the model in use "
+            f"reads dates {TASK_NAMES[this.converter.task]}."
+        )
+        return converter
     job = this.training
     live = job.live_converter() if job is not None and job.running else None
+    if live is not None and live[1].task != task:
+        live = None
     if live is None:
         st.caption(f"Converting with {plain(this.model_name)}.")
         return this.converter
@@ -124,6 +151,82 @@ def hypothesis_row(h: Hypothesis, rank: int | None, verdict: str, greedy: bool) 
     }  # fmt: skip
 
 
+MAX_PADDED = 32  # characters: past the longest form (29) with room to spare
+
+
+def answered(got: Padded) -> str:
+    answer = "".join(got.tokens) or "(nothing)"
+    return f"{code(answer)} ({'right' if got.right else 'wrong'})"
+
+
+def padding_reading(converter: Converter, alone: Padded, far: Padded) -> str:
+    """What padding did to this date, from the two decodes' own numbers."""
+    pads = far.width - len(alone.source)
+    said = (
+        f"With {pads} <PAD> after it, {far.pad_attention:.1%} of each answer "
+        "token's attention went to the padding, and the answer "
+    )
+    said += (
+        "stayed the same."
+        if far.tokens == alone.tokens
+        else f"changed: {''.join(alone.tokens)} became {''.join(far.tokens)}."
+    )
+    if converter.model.cfg.mask_attention:
+        said += (
+            " This model masks attention: padded positions get exactly 0 before "
+            "the softmax, so however a batch is padded, the answer cannot move. "
+            "Untick Mask attention on the Train page to see the other side."
+        )
+    else:
+        said += (
+            " This model does not mask attention: the softmax spreads weight over "
+            "the padding, so a date's answer may depend on the longest date that "
+            "shares its batch."
+        )
+    return said
+
+
+def padding_ui(this: Session, converter: Converter, text: str) -> None:
+    """The same date at two paddings: pad columns drawn, both answers shown."""
+    st.markdown("#### The same date, two paddings")
+    st.caption(
+        "A batch is padded with <PAD> to its longest input, so a short date gets "
+        f"padding after it. Columns marked {PAD_SHOWN} are <PAD>."
+    )
+    source, _ = read_input(converter.task, text, converter.window)
+    width = st.slider(
+        "Pad to (characters)", len(source), MAX_PADDED,
+        max(len(source), min(30, MAX_PADDED)), key="pad_to",
+    )  # fmt: skip
+    alone, far = padded(converter, text, len(source)), padded(converter, text, width)
+    st.markdown(
+        f"Padded to its own length ({len(source)}), as above: {answered(alone)}. "
+        f"Padded to {width}: {answered(far)}."
+    )
+    if far.attention:
+        chart = charts.attention_chart(
+            far.columns, far.tokens, far.attention, "padded heatmap"
+        )
+        st.vega_lite_chart(chart, width="stretch", key="padded_heatmap")
+    st.info(plain(padding_reading(converter, alone, far)), icon=":material/grid_on:")
+    if converter.model.cfg.mask_attention:
+        return
+    if st.button("Find held-out dates whose answer changes", key="find_changed"):
+        texts = [t for t, _ in converter.held_out_pairs()]
+        found = changed_by_padding(converter, texts, width, limit=6)
+        this.padding_changes = ((id(converter), width), found)
+    if this.padding_changes and this.padding_changes[0] == (id(converter), width):
+        changed = this.padding_changes[1]
+        if not changed:
+            st.caption(f"None of the held-out dates changes padded to {width}.")
+            return
+        st.caption(f"Held-out dates whose answer changes padded to {width}:")
+        with st.container(horizontal=True, gap="small"):
+            for example in changed:
+                st.button(example, key=f"changed_{example}", on_click=set_text,
+                          args=("human_date", example))  # fmt: skip
+
+
 def convert_page() -> None:
     this = session()
     st.title("Convert a date")
@@ -131,23 +234,12 @@ def convert_page() -> None:
         "A character-level LSTM encoder-decoder rewrites `24-11-22` as "
         "`22/Nov/2024`. Type a date and see where it looked."
     )
-    task = st.radio(
-        "Input", list(TASKS), format_func=TASKS.get, key="task", horizontal=True,
-        help="yy-mm-dd: the classic task. As people write them: twelve forms, "
-        "from 22.11.24 to Friday, 22 November 2024, read by their own model.",
-    )  # fmt: skip
+    task = task_ui(this)
+    converter = model_to_use(this, task)
     if task == "human":
-        converter = human_model()
-        cfg = converter.model.cfg
-        st.caption(
-            "Converting with the default model for dates as people write them "
-            f"(hidden {cfg.encoder_hidden}, {cfg.attention} attention); the "
-            "sidebar's model, and the other pages, read yy-mm-dd."
-        )
         examples, key, label = HUMAN_EXAMPLES, "human_date", "Date as you write it"
         hint = FORMS_HINT[0].upper() + FORMS_HINT[1:] + "."
     else:
-        converter = model_to_use(this)
         examples, key, label = EXAMPLES, "date", "Date as yy-mm-dd"
         hint = "Two-digit year, month, day: 24-11-22 is 22 November 2024."
     with st.container(horizontal=True, gap="small"):  # wraps on a narrow screen
@@ -199,6 +291,8 @@ def convert_page() -> None:
             result.input, result.tokens, result.attention, "attention heatmap"
         )
         st.vega_lite_chart(heatmap, width="stretch", key="heatmap")
+        if converter.task == "human" and result.correct is not None:
+            padding_ui(this, converter, text)
     if searched is not None:
         beam_ui(searched)
     st.markdown("#### Step by step (greedy)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.state import DEFAULT_NAME, Session, default_converter_now
-from ui.text import plain
+from ui.text import TASK_NAMES, plain
 
 
 def sidebar(session: Session, pages: dict[str, st.Page], current: st.Page) -> None:
@@ -16,7 +16,8 @@ def sidebar(session: Session, pages: dict[str, st.Page], current: st.Page) -> No
         st.caption(
             f"{cfg.cell.upper()} encoder-decoder, {cfg.attention} attention, "
             f"embedding {cfg.embedding_dim}, hidden {cfg.encoder_hidden}, "
-            f"{cfg.num_layers} layer(s)"
+            f"{cfg.num_layers} layer(s); reads dates "
+            f"{TASK_NAMES[session.converter.task]}"
         )
         exact = session.held_out_exact_match()
         if exact is not None:

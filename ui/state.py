@@ -18,7 +18,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from date_seq2seq.checkpoint import CheckpointError
 from date_seq2seq.converter import Converter, default_checkpoint_path
 from date_seq2seq.data import DateDataset
-from date_seq2seq.exposure import wrong_dates
+from date_seq2seq.exposure import wrong_inputs
 from date_seq2seq.train_setup import Setup
 from date_seq2seq.training import evaluate_held_out
 from ui.jobs import ComparisonJob, DefaultModelJob, TrainingJob
@@ -53,6 +53,9 @@ class Session:
     forced_for: tuple[str, int] | None = None  # the (date, model) they were forced on
     upload: tuple[str, str | None] | None = None  # (file id, why it was refused)
     open_train_first: bool = False  # a link with a setup opens the Train page
+    convert_task_for: int | None = None  # the model whose task Convert was set to
+    # Inputs whose answer moved with their padding: ((model, width), inputs).
+    padding_changes: tuple[tuple[int, int], list[str]] | None = None
     _facts: tuple[int, HeldOutFacts] | None = None
 
     @property
@@ -92,10 +95,10 @@ class Session:
         """The model in use on its held-out dates (two decodes, once per model)."""
         converter = self.converter
         if self._facts is None or self._facts[0] != id(converter):
-            days = converter.held_out_days()
+            pairs = converter.held_out_pairs()
             facts = HeldOutFacts(None, {}, [])
-            if days:  # an uploaded model may have been trained without any
-                held_out = DateDataset(days, converter.vocab)
+            if pairs:  # an uploaded model may have been trained without any
+                held_out = DateDataset.from_pairs(pairs, converter.vocab)
                 max_len = converter.decode_config.max_len
                 metrics = evaluate_held_out(converter.model, held_out, max_len)
                 facts = HeldOutFacts(
@@ -106,7 +109,7 @@ class Session:
                         ],
                         "free_running": metrics["held_out_token_accuracy"],
                     },
-                    wrong_dates(converter, days, len(EXAMPLES)),
+                    wrong_inputs(converter, pairs, len(EXAMPLES)),
                 )
             self._facts = (id(converter), facts)
         return self._facts[1]

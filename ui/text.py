@@ -19,6 +19,8 @@ _PUNCTUATION = re.compile(f"([{re.escape(string.punctuation)}])")
 # breaks each pattern without changing what is seen.
 _LINK_PARTS = re.compile(r"(:|@|(?i:www)(?=\\\.))")
 WORD_JOINER = "\u2060"
+# How the pages name each task: by what its inputs look like.
+TASK_NAMES = {"yymmdd": "yy-mm-dd", "human": "as people write them"}
 
 
 def plain(text: str) -> str:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from date_seq2seq.checkpoint import CheckpointError
 from date_seq2seq.converter import Converter
-from date_seq2seq.train_setup import BOUNDS, CHOICES, MAX_STEPS, Setup
+from date_seq2seq.train_setup import BOUNDS, CHOICES, MAX_STEPS, TASK_SETUPS, Setup
 from ui import charts
 from ui.jobs import (
     MAX_RUN_SECONDS,
@@ -19,7 +19,15 @@ from ui.jobs import (
     running_jobs,
 )
 from ui.state import Session, session, session_alive_check
-from ui.text import plain
+from ui.text import TASK_NAMES, plain
+
+
+def start_task(task_key: str) -> None:
+    """Fill the form with the chosen task's good start (the seed stays)."""
+    start = asdict(TASK_SETUPS[st.session_state[task_key]])
+    for name, value in start.items():
+        if name != "seed":
+            st.session_state[name] = value
 
 
 def form_ui(this: Session) -> Setup | None:
@@ -31,6 +39,13 @@ def form_ui(this: Session) -> Setup | None:
     for name, value in asdict(this.setup).items():
         st.session_state.setdefault(name, value)  # the link's or the last run's
     busy = this.job is not None
+    st.radio(
+        "Dates", CHOICES["task"], format_func=TASK_NAMES.get, key="task",
+        horizontal=True, on_change=start_task, args=("task",),
+        help="yy-mm-dd: the classic task, 8 characters each. As people write "
+        "them: twelve forms from 22.11.24 to Friday, 22 November 2024, padded "
+        "in batches – choosing it fills the form with settings that suit it.",
+    )  # fmt: skip
     with st.form("train_form", border=True):
         c1, c2, c3, c4 = st.columns(4)
         c1.selectbox("Attention", CHOICES["attention"], key="attention")
@@ -49,8 +64,21 @@ def form_ui(this: Session) -> Setup | None:
         c4.select_slider("Batch size", CHOICES["batch"], key="batch")
         c4.number_input("Epochs (at most)", *BOUNDS["epochs"], key="epochs")
         c4.number_input(
-            "Training dates", *BOUNDS["train_size"], step=50, key="train_size"
-        )
+            "Training examples", *BOUNDS["train_size"], step=50, key="train_size",
+            help="Dates as yy-mm-dd; (date, form) pairs as people write them.",
+        )  # fmt: skip
+        for column, label, key, about in (
+            (c4, "Bidirectional encoder", "bidirectional", "Read the input both "
+             "ways; the decoder is then twice the hidden size wide, as wide as "
+             "what the encoder hands over."),
+            (c1, "Mask attention", "mask_attention", "Give <PAD> no attention "
+             "(d2l's masked softmax). Only dates as people write them are "
+             "padded: untick it and see the Convert page's padding view."),
+            (c1, "Mask the loss", "mask_loss", "Score only the answer's tokens, "
+             "not <PAD> past its end. Every answer here is 11 tokens: nothing "
+             "to mask, the same weights either way."),
+        ):  # fmt: skip
+            column.checkbox(label, key=key, help=about)
         c2.text_input(
             "Probe date",
             key="probe",
@@ -218,17 +246,9 @@ def model_files_ui(this: Session) -> None:
         except CheckpointError as e:
             this.upload = (upload.file_id, f"{upload.name} was refused: {e}")
         else:
-            if converter.task != "yymmdd":
-                said = (
-                    f"{upload.name} is a model of the {converter.task} task; the "
-                    "app's pages read yy-mm-dd so far: use it from the command "
-                    "line (python -m date_seq2seq convert --checkpoint FILE)"
-                )
-                this.upload = (upload.file_id, said)
-            else:
-                this.upload = (upload.file_id, None)
-                this.use(converter, f"uploaded {upload.name}")
-                st.rerun()
+            this.upload = (upload.file_id, None)
+            this.use(converter, f"uploaded {upload.name}")
+            st.rerun()
     if this.upload is not None and this.upload[1]:
         right.error(plain(this.upload[1]))
 
