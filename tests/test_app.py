@@ -264,6 +264,9 @@ def test_dates_as_people_write_them(app, monkeypatch) -> None:
     assert all(r["weight"] == 0 for r in rows(padded) if r["input_position"] >= 24)
     said = app.info[0].value
     assert plain("0.0% of each answer") in said and "stayed the same" in said
+    app.radio(key="search").set_value("beam search").run()  # "as above" is greedy's
+    assert not [c for c in charts(app) if c.get("description") == "padded heatmap"]
+    app.radio(key="search").set_value("greedy").run()
     app.text_input(key="human_date").set_value("thu 22 nov 24").run()
     assert plain("is a Friday, not a Thursday") in app.error[0].value
     app.button(key="example_2024年11月22日").click().run()

@@ -194,10 +194,10 @@ def padding_ui(this: Session, converter: Converter, text: str) -> None:
         f"padding after it. Columns marked {PAD_SHOWN} are <PAD>."
     )
     source, _ = read_input(converter.task, text, converter.window)
+    most = max(MAX_PADDED, len(source) + 1)
     width = st.slider(
-        "Pad to (characters)", len(source), MAX_PADDED,
-        max(len(source), min(30, MAX_PADDED)), key="pad_to",
-    )  # fmt: skip
+        "Pad to (characters)", len(source), most, max(30, len(source)), key="pad_to"
+    )
     alone, far = padded(converter, text, len(source)), padded(converter, text, width)
     st.markdown(
         f"Padded to its own length ({len(source)}), as above: {answered(alone)}. "
@@ -291,7 +291,7 @@ def convert_page() -> None:
             result.input, result.tokens, result.attention, "attention heatmap"
         )
         st.vega_lite_chart(heatmap, width="stretch", key="heatmap")
-        if converter.task == "human" and result.correct is not None:
+        if converter.task == "human" and result.correct is not None and not searched:
             padding_ui(this, converter, text)
     if searched is not None:
         beam_ui(searched)
