@@ -275,6 +275,42 @@ def test_dates_as_people_write_them(app, monkeypatch) -> None:
     assert app.text_input(key="date").value == "24-11-22"
 
 
+def test_the_model_training_now_is_offered_for_its_own_task(app, monkeypatch):
+    """A human-task run while the model in use reads yy-mm-dd: Convert offers the
+    run's model so far beside the human default, and not for yy-mm-dd."""
+    from ui import jobs
+    from ui.state import default_model_job
+
+    small = (DataConfig(task="human", train_size=600, held_out_size=50),
+             ModelConfig(vocab_size=len(task_vocabulary("human"))),
+             TrainConfig(epochs=1))  # fmt: skip
+    monkeypatch.setattr(jobs, "default_configs", lambda task: small)
+    default_model_job.clear()
+    on(app, "train")
+    app.radio(key="task").set_value("human").run()
+    start_training(app, epochs=15, train_size=20000)  # far longer than this test
+    job = session(app).training
+    try:
+        for _ in range(600):  # its first held-out check: a model so far
+            if job.live_converter() is not None:
+                break
+            job.wait(0.1)
+        on(app, "convert")
+        assert app.radio(key="convert_task").value == "yymmdd"  # the model in use's
+        assert not [r for r in app.radio if r.key == "convert_with"]
+        app.radio(key="convert_task").set_value("human").run()
+        if not app.text_input:  # the human default trains first (here small)
+            assert default_model_job("human").wait(TIMEOUT)
+            app.run()
+        offered = app.radio(key="convert_with").options
+        assert offered[0] == "the default model for dates as people write them"
+        assert offered[1].startswith("the model training now, as of step")
+        app.radio(key="convert_with").set_value(offered[1]).run()
+        assert not app.exception and app.text_input(key="human_date").value
+    finally:
+        job.stop(wait=TIMEOUT)
+
+
 # --- training in the background -----------------------------------------------------
 
 

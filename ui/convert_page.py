@@ -71,32 +71,35 @@ def default_model(task: str) -> Converter:
 
 
 def model_to_use(this: Session, task: str) -> Converter:
-    """The model in use, or – while a run trains – its model so far, if chosen;
-    for the other task, that task's default model."""
-    if this.converter.task != task:
-        converter = default_model(task)
-        st.caption(
-            f"Converting with the default model for dates {TASK_NAMES[task]} "
-            f"(hidden {converter.model.cfg.encoder_hidden}); the model in use "
-            f"reads dates {TASK_NAMES[this.converter.task]}."
+    """The model in use if it reads this task's dates, else the task's default;
+    or – while a run of this task trains – its model so far, if chosen."""
+    if this.converter.task == task:
+        model, name = this.converter, this.model_name
+    else:
+        model, name = (
+            default_model(task),
+            f"the default model for dates {TASK_NAMES[task]}",
         )
-        return converter
     job = this.training
     live = job.live_converter() if job is not None and job.running else None
-    if live is not None and live[1].task != task:
-        live = None
-    if live is None:
-        st.caption(f"Converting with {plain(this.model_name)}.")
-        return this.converter
+    if live is None or live[1].task != task:
+        said = f"Converting with {name}."
+        if model is not this.converter:
+            said += f" The model in use reads dates {TASK_NAMES[this.converter.task]}."
+        st.caption(plain(said))
+        return model
     step, converter = live
     choice = st.radio(
         "Convert with",
-        [f"{this.model_name} (in use)", f"the model training now, as of step {step:,}"],
+        [
+            f"{name} (in use)" if model is this.converter else name,
+            f"the model training now, as of step {step:,}",
+        ],
         key="convert_with",
         horizontal=True,
         help="The run replaces the model in use when it ends.",
     )
-    return converter if choice.startswith("the model training") else this.converter
+    return converter if choice.startswith("the model training") else model
 
 
 def result_ui(result: Conversion) -> None:
