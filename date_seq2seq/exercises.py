@@ -18,9 +18,8 @@ from .comparison import Comparison, RunReport, Variant
 from .config import DataConfig, ModelConfig, TrainConfig
 from .converter import Converter
 from .data import DateDataset, task_vocabulary
-from .forms import FORMS, human_source
 from .model import Seq2Seq
-from .padding import changed_by_padding, padded, padding_effect
+from .padding import PaddingEffect, padded, padding_effect
 from .training import masked_cross_entropy
 
 # Small enough to run in well under a minute a variant on 2 cores.
@@ -92,8 +91,11 @@ def _masks_lead(comparison: Comparison) -> str:
     said = []
     if "masked" in models and "no attention mask" in models:
         days = Converter(models["masked"]).window.dates()[::97]
+        unmasked = Converter(models["no attention mask"])
         for name in ("no attention mask", "masked"):
             effects = padding_effect(Converter(models[name]), days)
+            if name == "no attention mask":
+                example = _one_changed(unmasked, effects)
             share = sum(e.pad_attention for e in effects) / len(effects)
             most = max(effects, key=lambda e: e.pad_attention)
             padded = sum(e.right_padded for e in effects)
@@ -105,7 +107,7 @@ def _masks_lead(comparison: Comparison) -> str:
                 f"{count:,} answers right padded to {effects[0].width} characters, "
                 f"{alone:,} padded only to their own length."
             )
-        said.append(_one_changed(Converter(models["no attention mask"]), days))
+        said.append(example)
     if "masked" in models and "no loss mask" in models:
         same = models["masked"].fingerprint == models["no loss mask"].fingerprint
         said.append(
@@ -119,13 +121,12 @@ def _masks_lead(comparison: Comparison) -> str:
     return " ".join(said)
 
 
-def _one_changed(unmasked: Converter, days: Sequence) -> str:
+def _one_changed(unmasked: Converter, effects: Sequence[PaddingEffect]) -> str:
     """One input whose answer moved with its padding, both answers, if any did."""
-    texts = [human_source(d, f) for d in days for f in FORMS]
-    width = max(map(len, texts))
-    found = changed_by_padding(unmasked, texts, width, limit=1)
+    found = [text for e in effects for text in e.changed]
     if not found:
         return "No answer of the unmasked model moved with its padding."
+    width = effects[0].width
     alone, far = padded(unmasked, found[0], 0), padded(unmasked, found[0], width)
     return (
         f"For example {found[0]!r}: {''.join(alone.tokens)} padded to its own "

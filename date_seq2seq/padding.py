@@ -7,7 +7,8 @@ batch had. Without it (`ModelConfig(mask_attention=False)`, the d2l exercise)
 the softmax spreads some weight over the padding, and the same date can get
 a different answer padded to the longest input than padded to its own length.
 This measures both, form by form, with the plain decoding loop
-(`padding_effect`), and shows one date at any padding (`padded`).
+(`padding_effect`, which also lists the inputs whose answer moved), and shows
+one date at any padding (`padded`).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class PaddingEffect:
     pad_attention: float  # mean share of an answer token's attention on <PAD>
     right_padded: int  # answers right, padded to `width`
     right_alone: int  # answers right, each input padded only to its own length
+    changed: tuple[str, ...]  # the inputs whose answer differs between the two
 
 
 def padding_effect(
@@ -92,25 +94,16 @@ def padding_effect(
     for form, texts in written.items():
         got_padded, share = _decode_padded(converter, texts, width)
         got_alone = _decode_unpadded(converter, texts)
+        both = zip(texts, got_padded, got_alone, strict=True)
         effects.append(
             PaddingEffect(
                 form, len(texts), width, share,
                 right_padded=sum(map(list.__eq__, got_padded, answers)),
                 right_alone=sum(map(list.__eq__, got_alone, answers)),
+                changed=tuple(text for text, a, b in both if a != b),
             )
         )  # fmt: skip
     return effects
-
-
-def changed_by_padding(
-    converter: Converter, texts: Sequence[str], width: int, limit: int
-) -> list[str]:
-    """Up to `limit` inputs (as the model reads them, in order) whose answer
-    padded to `width` differs from their answer padded to their own length."""
-    got_padded, _ = _decode_padded(converter, texts, width)
-    got_alone = _decode_unpadded(converter, texts)
-    pairs = zip(texts, got_padded, got_alone, strict=True)
-    return [text for text, a, b in pairs if a != b][:limit]
 
 
 def _decode_padded(

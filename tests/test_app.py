@@ -264,6 +264,11 @@ def test_dates_as_people_write_them(app, monkeypatch) -> None:
     assert all(r["weight"] == 0 for r in rows(padded) if r["input_position"] >= 24)
     said = app.info[0].value
     assert plain("0.0% of each answer") in said and "stayed the same" in said
+    app.button(key="measure_padding").click().run()  # every form: nothing moves
+    table = next(d.value for d in app.dataframe if "form" in d.value.columns)
+    assert set(table["attention on <PAD>"]) == {"0.00%"} and len(table) == 12
+    assert table["answers that moved"].sum() == 0
+    assert list(table["right padded to 30"]) == list(table["right at its own length"])
     app.radio(key="search").set_value("beam search").run()  # "as above" is greedy's
     assert not [c for c in charts(app) if c.get("description") == "padded heatmap"]
     app.radio(key="search").set_value("greedy").run()
@@ -363,8 +368,14 @@ def test_the_human_task_trains_on_the_train_page_and_every_page_reads_it(app):
     padded = rows(chart(app, "padded heatmap"))  # the padding is looked at
     assert sum(r["weight"] for r in padded if r["input_char"] == "·") > 0
     assert "does not mask attention" in app.info[0].value
-    app.button(key="find_changed").click().run()
+    app.button(key="measure_padding").click().run()
     assert not app.exception
+    table = next(d.value for d in app.dataframe if "form" in d.value.columns)
+    assert len(table) == 12 and table["answers that moved"].sum() >= 0
+    moved = [b for b in app.button if b.key.startswith("moved_")]
+    if moved:  # one click puts it in the box: its two answers differ
+        moved[0].click().run()
+        assert "answer changed" in app.info[0].value
     on(app, "step")
     app.text_input(key="walk_date").set_value("22 Nov 2024").run()
     assert not app.exception and not app.error

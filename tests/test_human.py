@@ -20,7 +20,7 @@ from date_seq2seq.data import (
 from date_seq2seq.decoding import greedy, greedy_many
 from date_seq2seq.forms import FORMS, human_source
 from date_seq2seq.model import Seq2Seq
-from date_seq2seq.padding import PAD_SHOWN, changed_by_padding, padded, padding_effect
+from date_seq2seq.padding import PAD_SHOWN, padded, padding_effect
 from date_seq2seq.training import Trainer
 from date_seq2seq.vocab import PAD_ID
 
@@ -123,9 +123,8 @@ def test_with_the_mask_padding_changes_nothing(weak):
     for effect in padding_effect(weak, days):
         assert effect.pad_attention == 0.0, effect
         assert effect.right_padded == effect.right_alone, effect
+        assert effect.changed == ()
     assert effect.width == max(len(human_source(d, f)) for d in days for f in FORMS)
-    texts = [human_source(d, f) for d in days for f in FORMS]
-    assert changed_by_padding(weak, texts, 30, limit=len(texts)) == []
     alone, far = padded(weak, "Fri 22 Nov 24", 13), padded(weak, "Fri 22 Nov 24", 30)
     assert far.columns == (*"fri 22 nov 24", *[PAD_SHOWN] * 17)
     assert far.tokens == alone.tokens and far.pad_attention == 0.0
@@ -142,8 +141,9 @@ def test_without_the_attention_mask_padding_is_looked_at():
         e.pad_attention > 0 for e in effects if e.form != "Weekday, d Month yyyy"
     )
     # One date, two paddings: the pad columns take weight, the answer may change.
-    texts = [human_source(d, f) for d in unmasked.window.dates()[::7499] for f in FORMS]
-    changed = changed_by_padding(unmasked, texts, 30, limit=len(texts))
+    days = unmasked.window.dates()[::7499]
+    texts = [human_source(d, f) for d in days for f in FORMS]
+    changed = {t for e in padding_effect(unmasked, days, 30) for t in e.changed}
     for text in texts:
         alone, far = padded(unmasked, text, len(text)), padded(unmasked, text, 30)
         assert alone.pad_attention == 0.0 and len(alone.columns) == len(text)

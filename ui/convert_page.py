@@ -14,7 +14,7 @@ from date_seq2seq.converter import (
 )
 from date_seq2seq.data import read_input
 from date_seq2seq.forms import FORMS_HINT
-from date_seq2seq.padding import PAD_SHOWN, Padded, changed_by_padding, padded
+from date_seq2seq.padding import PAD_SHOWN, Padded, padded, padding_effect
 from ui import charts
 from ui.state import (
     EXAMPLES,
@@ -212,22 +212,49 @@ def padding_ui(this: Session, converter: Converter, text: str) -> None:
         )
         st.vega_lite_chart(chart, width="stretch", key="padded_heatmap")
     st.info(plain(padding_reading(converter, alone, far)), icon=":material/grid_on:")
-    if converter.model.cfg.mask_attention:
+    measure_ui(this, converter, width)
+
+
+EVERY_NTH_DATE = 97  # the sample measured per form: 230 dates of the window
+
+
+def measure_ui(this: Session, converter: Converter, width: int) -> None:
+    """Every form at this padding: attention on <PAD>, answers right both ways,
+    and the inputs whose answer moved (a click puts one in the box)."""
+    days = converter.window.dates()[::EVERY_NTH_DATE]
+    if st.button(
+        f"Measure every form ({len(days)} dates each)", key="measure_padding",
+        help=f"Every {EVERY_NTH_DATE}th date of the window in each of the twelve "
+        f"forms, decoded padded to {width} and padded to its own length.",
+    ):  # fmt: skip
+        this.padding_effects = (
+            (id(converter), width),
+            padding_effect(converter, days, width),
+        )
+    if not this.padding_effects or this.padding_effects[0] != (id(converter), width):
         return
-    if st.button("Find held-out dates whose answer changes", key="find_changed"):
-        texts = [t for t, _ in converter.held_out_pairs()]
-        found = changed_by_padding(converter, texts, width, limit=6)
-        this.padding_changes = ((id(converter), width), found)
-    if this.padding_changes and this.padding_changes[0] == (id(converter), width):
-        changed = this.padding_changes[1]
-        if not changed:
-            st.caption(f"None of the held-out dates changes padded to {width}.")
-            return
-        st.caption(f"Held-out dates whose answer changes padded to {width}:")
-        with st.container(horizontal=True, gap="small"):
-            for example in changed:
-                st.button(example, key=f"changed_{example}", on_click=set_text,
-                          args=("human_date", example))  # fmt: skip
+    effects = this.padding_effects[1]
+    table = [
+        {
+            "form": e.form,
+            "attention on <PAD>": f"{e.pad_attention:.2%}",
+            f"right padded to {width}": e.right_padded,
+            "right at its own length": e.right_alone,
+            "answers that moved": len(e.changed),
+        }
+        for e in effects
+    ]
+    st.dataframe(table, hide_index=True, width="stretch", key="padding_table",
+                 height=35 * (len(table) + 1) + 3)  # fmt: skip
+    moved = [text for e in effects for text in e.changed]
+    if not moved:
+        st.caption(f"No answer moved between its own length and {width} characters.")
+        return
+    st.caption(f"{len(moved):,} answers moved with the padding; some of them:")
+    with st.container(horizontal=True, gap="small"):
+        for example in moved[:6]:
+            st.button(example, key=f"moved_{example}", on_click=set_text,
+                      args=("human_date", example))  # fmt: skip
 
 
 def convert_page() -> None:

@@ -54,8 +54,8 @@ class Session:
     upload: tuple[str, str | None] | None = None  # (file id, why it was refused)
     open_train_first: bool = False  # a link with a setup opens the Train page
     convert_task_for: int | None = None  # the model whose task Convert was set to
-    # Inputs whose answer moved with their padding: ((model, width), inputs).
-    padding_changes: tuple[tuple[int, int], list[str]] | None = None
+    # What padding did to every form: ((model, width), padding.PaddingEffect list).
+    padding_effects: tuple[tuple[int, int], list] | None = None
     _facts: tuple[int, HeldOutFacts] | None = None
 
     @property
