@@ -22,6 +22,7 @@ from .data import (
     InputError,
     Pair,
     Window,
+    as_read,
     encode_sources,
     read_input,
     split_pairs,
@@ -38,7 +39,6 @@ from .decoding import (
     step_through,
     token_logprobs,
 )
-from .forms import normalise
 from .metrics import summarize
 from .training import Progress, default_configs, train
 from .vocab import EOS, EOS_ID, GO, PAD, PAD_ID, Vocabulary
@@ -319,7 +319,7 @@ class Converter:
         try:
             source, day = read_input(self.task, text, self.window)
         except InputError as e:  # an outside year is still read: shown as read
-            return (normalise(text) if self.task == "human" else text.strip()), None, e
+            return as_read(self.task, text), None, e
         return source, day, None
 
     def _convert_chunk(

@@ -23,7 +23,7 @@ from .dates import (  # noqa: F401 - re-exported: the package's names since 0.1
     days_in_month,
     printable,
 )
-from .forms import FORMS, human_alphabet, human_source, parse_human
+from .forms import FORMS, human_alphabet, human_source, normalise, parse_human
 from .vocab import Vocabulary
 
 SOURCE_LEN = 8  # yy-mm-dd
@@ -167,6 +167,12 @@ def parse_source(text: str, window: Window) -> dt.date:
             f"in {yy:02d}, so whatever it writes for the year is a guess",
         )
     return day
+
+
+def as_read(task: str, text: str) -> str:
+    """How a task's model reads a text, valid or not: stripped for yymmdd,
+    normalised (lower case, one space) for human – as `read_input` reads it."""
+    return normalise(text) if task == "human" else text.strip()
 
 
 def read_input(task: str, text: str, window: Window) -> Pair:

@@ -19,7 +19,7 @@ from .config import DataConfig, ModelConfig, TrainConfig
 from .converter import Converter
 from .data import DateDataset, task_vocabulary
 from .model import Seq2Seq
-from .padding import PaddingEffect, padded, padding_effect
+from .padding import EVERY_NTH_DATE, PaddingEffect, padded, padding_effect
 from .training import masked_cross_entropy
 
 # Small enough to run in well under a minute a variant on 2 cores.
@@ -90,7 +90,7 @@ def _masks_lead(comparison: Comparison) -> str:
     models = {v.name: c for v, c in comparison.checkpoints.items()}
     said = []
     if "masked" in models and "no attention mask" in models:
-        days = Converter(models["masked"]).window.dates()[::97]
+        days = Converter(models["masked"]).window.dates()[::EVERY_NTH_DATE]
         unmasked = Converter(models["no attention mask"])
         for name in ("no attention mask", "masked"):
             effects = padding_effect(Converter(models[name]), days)
@@ -98,14 +98,14 @@ def _masks_lead(comparison: Comparison) -> str:
                 example = _one_changed(unmasked, effects)
             share = sum(e.pad_attention for e in effects) / len(effects)
             most = max(effects, key=lambda e: e.pad_attention)
-            padded = sum(e.right_padded for e in effects)
-            alone = sum(e.right_alone for e in effects)
+            right_padded = sum(e.right_padded for e in effects)
+            right_alone = sum(e.right_alone for e in effects)
             count = sum(e.count for e in effects)
             said.append(
                 f"{name.capitalize()}: {share:.1%} of the attention on <PAD> "
-                f"(most in {most.form}, {most.pad_attention:.1%}); {padded:,} of "
-                f"{count:,} answers right padded to {effects[0].width} characters, "
-                f"{alone:,} padded only to their own length."
+                f"(most in {most.form}, {most.pad_attention:.1%}); {right_padded:,} "
+                f"of {count:,} answers right padded to {effects[0].width} "
+                f"characters, {right_alone:,} padded only to their own length."
             )
         said.append(example)
     if "masked" in models and "no loss mask" in models:
@@ -125,12 +125,12 @@ def _one_changed(unmasked: Converter, effects: Sequence[PaddingEffect]) -> str:
     """One input whose answer moved with its padding, both answers, if any did."""
     found = [text for e in effects for text in e.changed]
     if not found:
-        return "No answer of the unmasked model moved with its padding."
+        return "Without the attention mask, no answer moved with its padding."
     width = effects[0].width
     alone, far = padded(unmasked, found[0], 0), padded(unmasked, found[0], width)
     return (
-        f"For example {found[0]!r}: {''.join(alone.tokens)} padded to its own "
-        f"length, {''.join(far.tokens)} padded to {width}."
+        f"Without the attention mask, {found[0]!r} became {''.join(alone.tokens)} "
+        f"padded to its own length, {''.join(far.tokens)} padded to {width}."
     )
 
 

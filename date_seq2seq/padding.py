@@ -22,11 +22,12 @@ import torch.nn.functional as F
 
 from .converter import Converter
 from .data import encode_sources, read_input, target_tokens
-from .decoding import greedy
+from .decoding import Decoded, greedy
 from .forms import FORMS, human_source
 from .vocab import EOS_ID, PAD_ID
 
 CHUNK = 2048  # inputs decoded at once
+EVERY_NTH_DATE = 97  # a sample of the window to measure on: 230 dates
 PAD_SHOWN = "·"  # how a <PAD> column is labelled in a heatmap
 
 
@@ -38,6 +39,7 @@ class Padded:
     width: int  # its characters and the <PAD> after them
     tokens: tuple[str, ...]  # the answer, up to <EOS>
     attention: tuple[tuple[float, ...], ...] | None  # (tokens, width); None: none
+    pad_attention: float  # mean share of a step's attention on <PAD>, <EOS> included
     right: bool  # whether the answer is the calendar's
 
     @property
@@ -45,28 +47,19 @@ class Padded:
         """A heatmap's column labels: the characters, then PAD_SHOWN per <PAD>."""
         return (*self.source, *[PAD_SHOWN] * (self.width - len(self.source)))
 
-    @property
-    def pad_attention(self) -> float:
-        """Mean share of an answer token's attention on the <PAD> columns."""
-        if not self.attention:
-            return 0.0
-        on_pad = [sum(row[len(self.source) :]) for row in self.attention]
-        return sum(on_pad) / len(on_pad)
-
 
 def padded(converter: Converter, text: str, width: int) -> Padded:
-    """Decode one input right-padded with <PAD> to `width` characters, as a
-    batch with a longer input pads it. InputError if it cannot be read."""
+    """Decode one input right-padded with <PAD> to `width` characters (or to
+    its own length, if longer), as a batch with a longer input pads it.
+    InputError if it cannot be read."""
     source, day = read_input(converter.task, text, converter.window)
-    src = encode_sources([source], converter.vocab)
-    src = F.pad(src, (0, max(width - src.size(1), 0)), value=PAD_ID)
-    out = greedy(converter.model, src, converter.decode_config.max_len)
-    tokens = tuple(converter.vocab.decode(out.ids[0].tolist()))
+    width = max(width, len(source))
+    (tokens,), share, out = _decode_padded(converter, [source], width)
     attention = None
     if out.attention is not None:
         attention = tuple(map(tuple, out.attention[0, : len(tokens)].tolist()))
-    right = list(tokens) == target_tokens(day)
-    return Padded(source, src.size(1), tokens, attention, right)
+    right = tokens == target_tokens(day)
+    return Padded(source, width, tuple(tokens), attention, share, right)
 
 
 @dataclass(frozen=True)
@@ -82,17 +75,25 @@ class PaddingEffect:
     changed: tuple[str, ...]  # the inputs whose answer differs between the two
 
 
+def longest_input(days: Sequence[dt.date]) -> int:
+    """The length of the longest input any form writes for these dates."""
+    return max(len(human_source(d, f)) for d in days for f in FORMS)
+
+
 def padding_effect(
     converter: Converter, days: Sequence[dt.date], width: int | None = None
 ) -> list[PaddingEffect]:
     """For each human form: attention on padding, and exact answers padded to
     `width` (default: the longest input of any form) against unpadded."""
     written = {f.name: [human_source(d, f) for d in days] for f in FORMS}
-    width = width or max(len(s) for texts in written.values() for s in texts)
+    longest = longest_input(days)
+    if width is not None and width < longest:  # padding cannot shorten an input
+        raise ValueError(f"width {width} is less than the longest input, {longest}")
+    width = width or longest
     answers = [target_tokens(d) for d in days]
     effects = []
     for form, texts in written.items():
-        got_padded, share = _decode_padded(converter, texts, width)
+        got_padded, share, _ = _decode_padded(converter, texts, width)
         got_alone = _decode_unpadded(converter, texts)
         both = zip(texts, got_padded, got_alone, strict=True)
         effects.append(
@@ -108,10 +109,11 @@ def padding_effect(
 
 def _decode_padded(
     converter: Converter, texts: Sequence[str], width: int
-) -> tuple[list[list[str]], float]:
-    """(answers, mean attention share on <PAD>), every input padded to width."""
+) -> tuple[list[list[str]], float, Decoded | None]:
+    """Every input padded to `width`: (answers, mean share of a step's attention
+    on <PAD> over the steps up to and including <EOS>, the last chunk decoded)."""
     mass = steps = 0.0
-    answers = []
+    answers, out = [], None
     for i in range(0, len(texts), CHUNK):
         src = encode_sources(texts[i : i + CHUNK], converter.vocab)
         src = F.pad(src, (0, width - src.size(1)), value=PAD_ID)
@@ -123,7 +125,7 @@ def _decode_padded(
             on_pad = (out.attention * (src == PAD_ID)[:, None, :]).sum(-1)
             mass += float(on_pad[live].sum())
             steps += float(live.sum())
-    return answers, mass / max(steps, 1.0)
+    return answers, mass / max(steps, 1.0), out
 
 
 def _decode_unpadded(converter: Converter, texts: Sequence[str]) -> list[list[str]]:

@@ -52,6 +52,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "snapshot_every": (1, 500),
 }
 MAX_STEPS = 20_000  # optimizer steps a run may take: epochs x batches an epoch
+# A bidirectional encoder hands the decoder 2 x hidden: capped so the biggest
+# such model is no bigger than the biggest one-way model (and its file fits).
+MAX_BIDIRECTIONAL_HIDDEN = BOUNDS["hidden"][1] // 2
 # Streamlit's own parameters; a link may carry them, they are not ours.
 FOREIGN_PARAMS = frozenset({"embed", "embed_options"})
 
@@ -98,6 +101,11 @@ class Setup:
         problem = probe_problem(self.task, self.probe)
         if problem:
             raise ValueError(f"probe {problem}")
+        if self.bidirectional and self.hidden > MAX_BIDIRECTIONAL_HIDDEN:
+            raise ValueError(
+                f"hidden {self.hidden} with a bidirectional encoder: at most "
+                f"{MAX_BIDIRECTIONAL_HIDDEN}, as its decoder is twice as wide"
+            )
         if self.steps > MAX_STEPS:
             raise ValueError(
                 f"{self.epochs} epochs of {self.train_size} dates in batches of "
@@ -179,6 +187,12 @@ class Setup:
             for name, text, why in bad
         ]
         values = {**asdict(start), **values}
+        if values["bidirectional"] and values["hidden"] > MAX_BIDIRECTIONAL_HIDDEN:
+            problems.append(
+                f"hidden={values['hidden']} with a bidirectional encoder: at most "
+                f"{MAX_BIDIRECTIONAL_HIDDEN}; using {MAX_BIDIRECTIONAL_HIDDEN}."
+            )
+            values["hidden"] = MAX_BIDIRECTIONAL_HIDDEN
         try:
             return cls(**values), problems
         except ValueError as e:  # too many steps: as many epochs as fit
@@ -250,12 +264,9 @@ def check_value(name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError("must be true or false")
         return value
-    if name == "probe":  # read as a human-task date here, the widest reading:
-        if not isinstance(value, str):  # Setup checks it against its own task
+    if name == "probe":  # read as a date by Setup, which knows its task
+        if not isinstance(value, str):
             raise ValueError("must be a date")
-        problem = probe_problem("human", value)
-        if problem:
-            raise ValueError(problem)
         return value.strip()
     raise ValueError(f"{name!r} is not a setting")
 

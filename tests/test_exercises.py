@@ -68,8 +68,8 @@ def test_the_masks_exercise_reads_attention_on_padding_and_the_loss_mask():
     assert "No attention mask: " in said and "No attention mask: 0.0%" not in said
     assert "identical, bit for bit" in said  # the loss mask: nothing to drop
     example = re.search(
-        r"For example '([^']+)': (\S*) padded to its own length, (\S*) padded", said
+        r"mask, '([^']+)' became (\S*) padded to its own length, (\S*) padded", said
     )
-    assert example or "No answer of the unmasked model moved" in said
+    assert example or "Without the attention mask, no answer moved" in said
     if example:  # two paddings, two answers
         assert example[2] != example[3]

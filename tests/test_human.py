@@ -128,6 +128,9 @@ def test_with_the_mask_padding_changes_nothing(weak):
     alone, far = padded(weak, "Fri 22 Nov 24", 13), padded(weak, "Fri 22 Nov 24", 30)
     assert far.columns == (*"fri 22 nov 24", *[PAD_SHOWN] * 17)
     assert far.tokens == alone.tokens and far.pad_attention == 0.0
+    assert padded(weak, "Fri 22 Nov 24", 5).width == 13  # never cut short
+    with pytest.raises(ValueError, match="less than the longest input"):
+        padding_effect(weak, days, width=20)  # "Friday, 22 November 2024" is 24
 
 
 def test_without_the_attention_mask_padding_is_looked_at():

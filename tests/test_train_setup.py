@@ -6,7 +6,14 @@ import pytest
 
 from date_seq2seq.config import DataConfig, ModelConfig, TrainConfig
 from date_seq2seq.data import task_vocabulary
-from date_seq2seq.train_setup import BOUNDS, CHOICES, MAX_STEPS, TASK_SETUPS, Setup
+from date_seq2seq.train_setup import (
+    BOUNDS,
+    CHOICES,
+    MAX_BIDIRECTIONAL_HIDDEN,
+    MAX_STEPS,
+    TASK_SETUPS,
+    Setup,
+)
 
 CHANGED = Setup(
     attention="additive",
@@ -137,9 +144,10 @@ def test_every_corner_of_the_ranges_can_be_trained(end):
     for attention in CHOICES["attention"]:
         values = {name: bounds[end] for name, bounds in BOUNDS.items()}
         values.update({name: choices[-end] for name, choices in CHOICES.items()})
-        for both_ways in (False, True):
-            Setup(**{**values, "attention": attention,
-                     "bidirectional": both_ways}).configs()  # fmt: skip
+        Setup(**{**values, "attention": attention}).configs()
+        hidden = min(values["hidden"], MAX_BIDIRECTIONAL_HIDDEN)
+        Setup(**{**values, "attention": attention, "hidden": hidden,
+                 "bidirectional": True}).configs()  # fmt: skip
 
 
 def test_a_link_reproduces_a_value_exactly():
@@ -201,3 +209,19 @@ def test_the_switches_reach_the_configs():
     assert model.bidirectional and model.encoder_hidden == 24
     assert model.decoder_hidden == model.encoder_output == 48  # dot attention fits
     assert model.mask_attention is False and train.mask_loss is False
+
+
+def test_a_bidirectional_encoder_halves_the_largest_hidden_size():
+    with pytest.raises(ValueError, match="^hidden 256 with a bidirectional encoder"):
+        Setup(bidirectional=True, hidden=256)
+    setup, problems = Setup.from_params({"bidirectional": "true", "hidden": "256"})
+    assert (setup.bidirectional, setup.hidden) == (True, MAX_BIDIRECTIONAL_HIDDEN)
+    assert problems == [
+        "hidden=256 with a bidirectional encoder: at most 128; using 128."
+    ]
+
+
+def test_a_yymmdd_probe_is_told_what_yymmdd_expects():
+    _, problems = Setup.from_params({"probe": "24/11/22"})
+    assert "uses '/' between the parts: write 24-11-22" in problems[0]
+    assert "known form" not in problems[0]  # the human task's words, not here

@@ -12,9 +12,15 @@ from date_seq2seq.converter import (
     Hypothesis,
     default_checkpoint_path,
 )
-from date_seq2seq.data import read_input
 from date_seq2seq.forms import FORMS_HINT
-from date_seq2seq.padding import PAD_SHOWN, Padded, padded, padding_effect
+from date_seq2seq.padding import (
+    EVERY_NTH_DATE,
+    PAD_SHOWN,
+    Padded,
+    longest_input,
+    padded,
+    padding_effect,
+)
 from ui import charts
 from ui.state import (
     EXAMPLES,
@@ -51,16 +57,20 @@ def set_text(key: str, text: str) -> None:
 def task_ui(this: Session) -> str:
     """Which inputs to convert: the model in use's, unless the user picks the
     other task (read by its default model)."""
-    if this.convert_task_for != id(this.converter):  # a new model in use: its task
-        this.convert_task_for = id(this.converter)
-        st.session_state.convert_task = this.converter.task
+    # Kept in the session, not only in the widget: Streamlit forgets a widget's
+    # value when another page is open.
+    st.session_state.convert_task = this.convert_task or this.converter.task
     return st.radio(
         "Input", list(TASK_NAMES), format_func=TASK_NAMES.get, key="convert_task",
-        horizontal=True,
+        horizontal=True, on_change=remember_task, args=(this,),
         help="yy-mm-dd: the classic task. As people write them: twelve forms, "
         "from 22.11.24 to Friday, 22 November 2024. Each is read by a model of "
         "its own: the model in use if it reads them, else that task's default.",
     )  # fmt: skip
+
+
+def remember_task(this: Session) -> None:
+    this.convert_task = st.session_state.convert_task
 
 
 def default_model(task: str) -> Converter:
@@ -72,34 +82,29 @@ def default_model(task: str) -> Converter:
 
 def model_to_use(this: Session, task: str) -> Converter:
     """The model in use if it reads this task's dates, else the task's default;
-    or – while a run of this task trains – its model so far, if chosen."""
-    if this.converter.task == task:
-        model, name = this.converter, this.model_name
-    else:
-        model, name = (
-            default_model(task),
-            f"the default model for dates {TASK_NAMES[task]}",
-        )
+    or – while a run of this task trains – its model so far, if chosen. The
+    default is loaded (the human one trained on first use) only if used."""
+    own = this.converter.task == task
+    name = this.model_name if own else f"the default model for dates {TASK_NAMES[task]}"
     job = this.training
     live = job.live_converter() if job is not None and job.running else None
-    if live is None or live[1].task != task:
+    if live is not None and live[1].task == task:
+        step, converter = live
+        choice = st.radio(
+            "Convert with",
+            [f"{name} (in use)" if own else name,
+             f"the model training now, as of step {step:,}"],
+            key="convert_with", horizontal=True,
+            help="The run replaces the model in use when it ends.",
+        )  # fmt: skip
+        if choice.startswith("the model training"):
+            return converter
+    else:
         said = f"Converting with {name}."
-        if model is not this.converter:
+        if not own:
             said += f" The model in use reads dates {TASK_NAMES[this.converter.task]}."
         st.caption(plain(said))
-        return model
-    step, converter = live
-    choice = st.radio(
-        "Convert with",
-        [
-            f"{name} (in use)" if model is this.converter else name,
-            f"the model training now, as of step {step:,}",
-        ],
-        key="convert_with",
-        horizontal=True,
-        help="The run replaces the model in use when it ends.",
-    )
-    return converter if choice.startswith("the model training") else model
+    return this.converter if own else default_model(task)
 
 
 def result_ui(result: Conversion) -> None:
@@ -154,7 +159,7 @@ def hypothesis_row(h: Hypothesis, rank: int | None, verdict: str, greedy: bool) 
     }  # fmt: skip
 
 
-MAX_PADDED = 32  # characters: past the longest form (29) with room to spare
+SHORTEST, MAX_PADDED = 8, 32  # characters: the shortest form; past the longest (29)
 
 
 def answered(got: Padded) -> str:
@@ -166,8 +171,9 @@ def padding_reading(converter: Converter, alone: Padded, far: Padded) -> str:
     """What padding did to this date, from the two decodes' own numbers."""
     pads = far.width - len(alone.source)
     said = (
-        f"With {pads} <PAD> after it, {far.pad_attention:.1%} of each answer "
-        "token's attention went to the padding, and the answer "
+        f"With {pads} <PAD> after it, the padding took {far.pad_attention:.1%} of "
+        "the attention (the mean over the output steps, <EOS> included), and the "
+        "answer "
     )
     said += (
         "stayed the same."
@@ -176,8 +182,9 @@ def padding_reading(converter: Converter, alone: Padded, far: Padded) -> str:
     )
     if converter.model.cfg.mask_attention:
         said += (
-            " This model masks attention: padded positions get exactly 0 before "
-            "the softmax, so however a batch is padded, the answer cannot move. "
+            " This model masks attention: the scores of padded positions are set "
+            "to -inf before the softmax, so they get weight exactly 0 and, however "
+            "a batch is padded, the answer cannot move. "
             "Untick Mask attention on the Train page to see the other side."
         )
     else:
@@ -196,15 +203,12 @@ def padding_ui(this: Session, converter: Converter, text: str) -> None:
         "A batch is padded with <PAD> to its longest input, so a short date gets "
         f"padding after it. Columns marked {PAD_SHOWN} are <PAD>."
     )
-    source, _ = read_input(converter.task, text, converter.window)
-    most = max(MAX_PADDED, len(source) + 1)
-    width = st.slider(
-        "Pad to (characters)", len(source), most, max(30, len(source)), key="pad_to"
-    )
-    alone, far = padded(converter, text, len(source)), padded(converter, text, width)
+    # Fixed bounds: a slider whose bounds change with the date forgets its value.
+    width = st.slider("Pad to (characters)", SHORTEST, MAX_PADDED, 30, key="pad_to")
+    alone, far = padded(converter, text, 0), padded(converter, text, width)
     st.markdown(
-        f"Padded to its own length ({len(source)}), as above: {answered(alone)}. "
-        f"Padded to {width}: {answered(far)}."
+        f"Padded to its own length ({alone.width}), as above: {answered(alone)}. "
+        f"Padded to {far.width}: {answered(far)}."
     )
     if far.attention:
         chart = charts.attention_chart(
@@ -215,23 +219,20 @@ def padding_ui(this: Session, converter: Converter, text: str) -> None:
     measure_ui(this, converter, width)
 
 
-EVERY_NTH_DATE = 97  # the sample measured per form: 230 dates of the window
-
-
 def measure_ui(this: Session, converter: Converter, width: int) -> None:
     """Every form at this padding: attention on <PAD>, answers right both ways,
     and the inputs whose answer moved (a click puts one in the box)."""
     days = converter.window.dates()[::EVERY_NTH_DATE]
+    width = max(width, longest_input(days))  # padding cannot shorten an input
+    measured = (converter.checkpoint.fingerprint, width)
     if st.button(
-        f"Measure every form ({len(days)} dates each)", key="measure_padding",
+        f"Measure every form padded to {width} ({len(days)} dates each)",
+        key="measure_padding",
         help=f"Every {EVERY_NTH_DATE}th date of the window in each of the twelve "
         f"forms, decoded padded to {width} and padded to its own length.",
     ):  # fmt: skip
-        this.padding_effects = (
-            (id(converter), width),
-            padding_effect(converter, days, width),
-        )
-    if not this.padding_effects or this.padding_effects[0] != (id(converter), width):
+        this.padding_effects = (measured, padding_effect(converter, days, width))
+    if not this.padding_effects or this.padding_effects[0] != measured:
         return
     effects = this.padding_effects[1]
     table = [

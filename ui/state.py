@@ -53,9 +53,11 @@ class Session:
     forced_for: tuple[str, int] | None = None  # the (date, model) they were forced on
     upload: tuple[str, str | None] | None = None  # (file id, why it was refused)
     open_train_first: bool = False  # a link with a setup opens the Train page
-    convert_task_for: int | None = None  # the model whose task Convert was set to
-    # What padding did to every form: ((model, width), padding.PaddingEffect list).
-    padding_effects: tuple[tuple[int, int], list] | None = None
+    # The Convert page's input: the model in use's task until the user picks.
+    convert_task: str | None = None
+    # What padding did to every form: ((weights fingerprint, width), the
+    # padding.PaddingEffect list).
+    padding_effects: tuple[tuple[str, int], list] | None = None
     _facts: tuple[int, HeldOutFacts] | None = None
 
     @property
@@ -70,6 +72,7 @@ class Session:
         """Make `converter` the model in use; forced tokens belonged to the old one."""
         self.converter, self.model_name = converter, name
         self.forced.clear()
+        self.convert_task = converter.task  # Convert reads what the model reads
 
     def adopt_finished_training(self) -> bool:
         """Use a finished run's model once; return whether it happened now."""
