@@ -37,8 +37,8 @@ class Snapshot:
     def sharpness(self) -> float:
         """Mean over output tokens of the largest weight in the row.
 
-        1/8 for attention spread evenly over the 8 input characters (a blur),
-        1.0 when every token looks at one character only.
+        1/n for attention spread evenly over the n input characters (a blur:
+        1/8 for yy-mm-dd), 1.0 when every token looks at one character only.
         """
         return sum(max(row) for row in self.weights) / len(self.weights)
 

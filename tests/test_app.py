@@ -263,7 +263,10 @@ def test_dates_as_people_write_them(app, monkeypatch) -> None:
     assert {r["input_char"] for r in rows(padded) if r["input_position"] >= 24} == {"·"}
     assert all(r["weight"] == 0 for r in rows(padded) if r["input_position"] >= 24)
     said = app.info[0].value
-    assert plain("the padding took 0.0% of the attention") in said and "stayed the same" in said
+    assert (
+        plain("the padding took 0.0% of the attention") in said
+        and "stayed the same" in said
+    )
     app.button(key="measure_padding").click().run()  # every form: nothing moves
     table = next(d.value for d in app.dataframe if "form" in d.value.columns)
     assert set(table["attention on <PAD>"]) == {"0.00%"} and len(table) == 12
@@ -388,6 +391,7 @@ def test_the_human_task_trains_on_the_train_page_and_every_page_reads_it(app):
     probe = "friday, 22 november 2024"  # as the model reads it
     assert len({r["input_position"] for r in cells}) == len(probe)
     assert "".join(r["input_char"] for r in cells[: len(probe)]) == probe
+    assert "1/24 is a blur." in json.dumps(chart(app, "sharpness"))
 
 
 def test_progress_shows_the_steps_loss_and_counts_steps(app) -> None:
@@ -831,6 +835,7 @@ def test_attention_forming_replays_the_recorded_snapshots(app) -> None:
         assert len(sums) == 9 and all(abs(v - 1) < 1e-5 for v in sums.values())
     assert [r["weight"] for r in early] != [r["weight"] for r in late]
     assert max(r["weight"] for r in early) < 0.3  # untrained: a blur
+    assert "1/8 is a blur." in json.dumps(chart(app, "sharpness"))
     sharpness = rows(chart(app, "sharpness"))
     assert [r["step"] for r in sharpness] == [0, 3, 6, 9, 12, 15, 18, 20]
     assert sharpness[0]["sharpness"] < sharpness[-1]["sharpness"]

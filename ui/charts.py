@@ -130,7 +130,7 @@ def attention_chart(
 
 def _sharpness() -> alt.LayerChart:
     title = alt.Title(
-        "Sharpness", subtitle=["Mean of each row's largest weight:", "1/8 is a blur."]
+        "Sharpness", subtitle=["Mean of each row's largest weight:", "@blur"]
     )
     line = (
         alt.Chart(title=title)
@@ -151,11 +151,15 @@ def _sharpness() -> alt.LayerChart:
     )
 
 
-def sharpness_chart(snapshots: Sequence[Snapshot], shown: int) -> Chart:
-    """Sharpness of every snapshot, with a rule at the step shown."""
+def sharpness_chart(snapshots: Sequence[Snapshot], shown: int, inputs: int) -> Chart:
+    """Sharpness of every snapshot (of a probe `inputs` characters long), with
+    a rule at the step shown."""
     rows = [{"step": s.step, "sharpness": s.sharpness()} for s in snapshots]
     last = max((r["step"] for r in rows), default=0)
-    spec = filled(_sharpness, shown=f"datum.step == {int(shown)}", steps=[0, last or 1])
+    spec = filled(
+        _sharpness, shown=f"datum.step == {int(shown)}", steps=[0, last or 1],
+        blur=f"1/{inputs} is a blur.",
+    )  # fmt: skip
     return with_rows(rows, spec)
 
 

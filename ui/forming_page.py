@@ -25,7 +25,8 @@ def snapshot_ui(recorder: AttentionRecorder, step: int) -> None:
     )
     left.vega_lite_chart(heatmap, width="stretch")
     right.vega_lite_chart(
-        charts.sharpness_chart(list(recorder.snapshots), step), width="stretch"
+        charts.sharpness_chart(list(recorder.snapshots), step, len(recorder.source)),
+        width="stretch",
     )
 
 
