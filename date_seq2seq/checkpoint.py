@@ -179,12 +179,18 @@ def _check_archive(raw: bytes) -> None:
     checked against the limits, and compression is refused outright.
     """
     try:
-        members = zipfile.ZipFile(io.BytesIO(raw)).infolist()
+        archive = zipfile.ZipFile(io.BytesIO(raw))
     except (zipfile.BadZipFile, ValueError):
         raise CheckpointError(
             "not a readable checkpoint (truncated, corrupt or not a torch file): "
             "it is not the zip archive torch.save writes"
         ) from None
+    with archive:
+        _check_members(archive)
+
+
+def _check_members(archive: zipfile.ZipFile) -> None:
+    members = archive.infolist()
     unpacked = 0
     for member in members:
         if not _MEMBERS.fullmatch(member.filename):
@@ -209,8 +215,7 @@ def _check_archive(raw: bytes) -> None:
         raise CheckpointError(
             f"the archive must hold one data.pkl of at most {MAX_PICKLE_BYTES:,} bytes"
         )
-    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-        head = archive.open(pickles[0]).read(2)
+    head = archive.open(pickles[0]).read(2)
     # Protocols 2 and later start with a marker and the number; 0 and 1 do not.
     protocol = str(head[1]) if head[:1] == b"\x80" else "0 or 1"
     if protocol not in map(str, PICKLE_PROTOCOLS):

@@ -18,7 +18,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -40,7 +39,7 @@ from .config import (
 )
 from .converter import Conversion, Converter, default_checkpoint_path
 from .data import DateDataset, Window, printable, target_tokens
-from .forms import FORM_NAMES, form_of
+from .forms import count_by_form
 from .metrics import summarize
 from .training import Progress, default_configs, evaluate_held_out, train
 
@@ -518,8 +517,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     wrong = [text for (text, _), p, r in zip(pairs, preds, refs, strict=True) if p != r]
     metrics["wrong"] = len(wrong)
     if converter.task == "human":  # where the mistakes are: per input form
-        forms = Counter(form_of(text) for text in wrong)
-        metrics["wrong_by_form"] = {name: forms[name] for name in FORM_NAMES}
+        metrics["wrong_by_form"] = count_by_form(wrong)
     if args.json:
         print(json.dumps({"split": split_name, **metrics}))
         return EXIT_OK

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .checkpoint import Checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .converter import Converter
-from .data import target_tokens
+from .data import target_tokens, task_vocabulary
 from .metrics import field_confusion, field_errors, summarize
 from .training import Progress, Trainer, TrainResult
 
@@ -80,7 +80,9 @@ class Comparison:
             raise ValueError("each variant may be trained once")
         if data_config.held_out_size < 1:
             raise ValueError("comparing runs needs held-out dates to score them on")
-        base = model_config or ModelConfig()
+        # The base model reads the task's vocabulary unless one is given.
+        vocab_size = len(task_vocabulary(data_config.task))
+        base = model_config or ModelConfig(vocab_size=vocab_size)
         # Built now, so an impossible variant is refused before anything trains.
         self.model_configs = {
             v: dataclasses.replace(

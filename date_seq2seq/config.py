@@ -13,7 +13,7 @@ ATTENTION_KINDS = ("none", "dot", "general", "additive")
 TASKS = ("yymmdd", "human")
 # What the output layer reads: [c_t ; h_t] (Luong's, ours), h_t alone, or h_t
 # of a cell that was fed the context with the token (Bahdanau's input feeding).
-OUTPUTS = ("context", "hidden", "input")  # 24-11-22 only; or dates as people write them
+OUTPUTS = ("context", "hidden", "input")
 CELL_KINDS = ("lstm", "gru")
 
 MAX_SIZE = (
@@ -22,6 +22,7 @@ MAX_SIZE = (
 
 MAX_SEED = 2**63 - 1  # what torch.manual_seed and a Generator take
 LENGTH_ALPHA = 1.0  # beam search's length penalty (GNMT's alpha): see bench/beam.py
+MAX_LENGTH_ALPHA = 5.0  # far past use: at 5 length dwarfs probability
 MAX_BEAM = 64  # beam width: far above use (27 tokens), bounds the memory it takes
 
 T = TypeVar("T")
@@ -29,9 +30,6 @@ T = TypeVar("T")
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-MAX_LENGTH_ALPHA = 5.0  # far past use: at 5 length dwarfs probability
 
 
 def check_length_alpha(alpha: object) -> None:

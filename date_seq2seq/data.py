@@ -22,17 +22,13 @@ from .dates import (  # noqa: F401 - re-exported: the package's names since 0.1
     Window,
     days_in_month,
     printable,
+    source_text,
 )
 from .forms import FORMS, human_alphabet, human_source, normalise, parse_human
 from .vocab import Vocabulary
 
 SOURCE_LEN = 8  # yy-mm-dd
 TARGET_LEN = 9  # dd / Mon / yyyy, the month one token
-
-
-def source_text(day: dt.date) -> str:
-    """Format a date as the model's input, `%y-%m-%d`."""
-    return f"{day.year % 100:02d}-{day.month:02d}-{day.day:02d}"
 
 
 def target_tokens(day: dt.date) -> list[str]:

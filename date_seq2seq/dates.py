@@ -47,6 +47,11 @@ class Window:
         return f"{_words(self.start)} to {_words(self.end)}"
 
 
+def source_text(day: dt.date) -> str:
+    """Format a date as the classic task's input, `%y-%m-%d`."""
+    return f"{day.year % 100:02d}-{day.month:02d}-{day.day:02d}"
+
+
 def _words(day: dt.date) -> str:
     return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
 

@@ -16,7 +16,15 @@ import torch
 
 from .config import LENGTH_ALPHA, check_beam_size
 from .fastpaths import PackedGreedy
-from .model import FreeRunning, Imposed, Seq2Seq, State, TeacherForcing, unroll
+from .model import (
+    FreeRunning,
+    Imposed,
+    Seq2Seq,
+    State,
+    TeacherForcing,
+    source_lengths,
+    unroll,
+)
 from .vocab import EOS_ID, GO_ID, PAD_ID, Vocabulary
 
 
@@ -88,10 +96,10 @@ def greedy_many(
     sources first: large enough that torch spreads each op over its threads,
     small enough that a step's tensors stay in cache.
     """
-    if model.cfg.output != "context":  # the packed decoder is Luong's output only
+    if not PackedGreedy.can_decode(model):
         return greedy(model, src, max_len, src_lengths)
     first, inverse = distinct_rows(src, model.cfg.vocab_size)
-    lengths = src_lengths if src_lengths is not None else (src != PAD_ID).sum(dim=1)
+    lengths = src_lengths if src_lengths is not None else source_lengths(src)
     # Shortest first, so that a chunk of the human task's inputs, which vary in
     # length, is padded only to its own longest.
     order = torch.argsort(lengths[first], stable=True)

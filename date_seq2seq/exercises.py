@@ -7,6 +7,7 @@ own numbers – never a sentence written before the run.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -17,10 +18,10 @@ import torch
 from .comparison import Comparison, RunReport, Variant
 from .config import DataConfig, ModelConfig, TrainConfig
 from .converter import Converter
-from .data import DateDataset, task_vocabulary
+from .data import DateDataset
 from .model import Seq2Seq
 from .padding import EVERY_NTH_DATE, PaddingEffect, padded, padding_effect
-from .training import masked_cross_entropy
+from .training import default_configs, masked_cross_entropy
 
 # Small enough to run in well under a minute a variant on 2 cores.
 DATA = DataConfig(train_size=2000, held_out_size=500)
@@ -90,12 +91,13 @@ def _masks_lead(comparison: Comparison) -> str:
     models = {v.name: c for v, c in comparison.checkpoints.items()}
     said = []
     if "masked" in models and "no attention mask" in models:
-        days = Converter(models["masked"]).window.dates()[::EVERY_NTH_DATE]
-        unmasked = Converter(models["no attention mask"])
-        for name in ("no attention mask", "masked"):
-            effects = padding_effect(Converter(models[name]), days)
+        converters = {name: Converter(models[name])
+                      for name in ("no attention mask", "masked")}  # fmt: skip
+        days = converters["masked"].window.dates()[::EVERY_NTH_DATE]
+        for name, converter in converters.items():
+            effects = padding_effect(converter, days)
             if name == "no attention mask":
-                example = _one_changed(unmasked, effects)
+                example = _one_changed(converter, effects)
             share = sum(e.pad_attention for e in effects) / len(effects)
             most = max(effects, key=lambda e: e.pad_attention)
             right_padded = sum(e.right_padded for e in effects)
@@ -164,11 +166,9 @@ def step_milliseconds(cfg: ModelConfig, src: torch.Tensor, tgt: torch.Tensor) ->
     return 1000 * statistics.median(times[2:])  # the first ones warm up
 
 
-HUMAN = DataConfig(task="human", train_size=20_000, held_out_size=500)
-HUMAN_MODEL = ModelConfig(
-    vocab_size=len(task_vocabulary("human")), encoder_hidden=64, decoder_hidden=64
-)
-HUMAN_TRAIN = TrainConfig(epochs=2, batch_size=64, lr=0.02, lr_decay=0.2, patience=2)
+# The default human model's model and schedule, on a fifth of its data.
+_HUMAN_DATA, HUMAN_MODEL, HUMAN_TRAIN = default_configs("human")
+HUMAN = dataclasses.replace(_HUMAN_DATA, train_size=20_000, held_out_size=500)
 
 
 EXERCISES = (

@@ -113,11 +113,17 @@ class PackedGreedy:
     Inference only: no dropout, no autograd, the model in eval mode.
     """
 
+    @staticmethod
+    def can_decode(model: Seq2Seq) -> bool:
+        """Whether this decoder has `model`'s output layer: it reads [c_t ; h_t]
+        (Luong's) only; the loop decodes the others."""
+        return model.cfg.output == "context"
+
     @torch.no_grad()
     def __init__(self, model: Seq2Seq) -> None:
         if model.training:
             raise ValueError("the packed decoder is for inference: call model.eval()")
-        if model.cfg.output != "context":
+        if not self.can_decode(model):
             raise ValueError("the packed decoder reads [c_t ; h_t]: use the loop")
         self.model = model
         dec = model.decoder

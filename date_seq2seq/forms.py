@@ -13,10 +13,18 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .dates import MAX_INPUT_CHARS, MONTHS, InputError, Window, days_in_month
+from .dates import (
+    MAX_INPUT_CHARS,
+    MONTHS,
+    InputError,
+    Window,
+    days_in_month,
+    source_text,
+)
 
 MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July",
                "August", "September", "October", "November", "December")  # fmt: skip
@@ -54,7 +62,7 @@ def _month(day: dt.date) -> str:
 
 
 FORMS = (
-    Form("yy-mm-dd", lambda d: f"{d.year % 100:02d}-{d.month:02d}-{d.day:02d}"),
+    Form("yy-mm-dd", source_text),  # the classic task's input
     Form("yyyy-mm-dd", lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}"),
     Form("dd/mm/yyyy", lambda d: f"{d.day:02d}/{d.month:02d}/{d.year:04d}"),
     Form("dd.mm.yy", lambda d: f"{d.day:02d}.{d.month:02d}.{d.year % 100:02d}"),
@@ -175,6 +183,12 @@ def parse_human(text: str, window: Window) -> Reading:
 def form_of(source: str) -> str | None:
     """The form a normalised input is written in (by its shape alone), or None."""
     return next((f for f, p in _PATTERNS.items() if p.fullmatch(source)), None)
+
+
+def count_by_form(sources: Iterable[str]) -> dict[str, int]:
+    """How many of these normalised inputs each form wrote, every form named."""
+    counts = Counter(map(form_of, sources))
+    return {name: counts[name] for name in FORM_NAMES}
 
 
 def _date_of(form: str, parts: dict[str, str], source: str, window: Window) -> dt.date:

@@ -66,8 +66,8 @@ class Encoder(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         """Encode. src (batch, src_len) -> outputs (batch, src_len, hidden), state."""
         x = self.dropout(self.embedding(src))  # (batch, src_len, emb)
-        if src_lengths is None:  # padding comes last and never inside a source
-            src_lengths = (src != PAD_ID).sum(dim=1)
+        if src_lengths is None:
+            src_lengths = source_lengths(src)
         if bool((src_lengths != src.size(1)).any()):  # some rows padded
             # Packing keeps padding out of the final state.
             packed = pack_padded_sequence(
@@ -83,6 +83,11 @@ class Encoder(nn.Module):
         if self.rnn.bidirectional:  # (layers * 2, B, H) -> (layers, B, 2H)
             h, c = _both_ways(h), (_both_ways(c) if c is not None else None)
         return outputs, (h, c)
+
+
+def source_lengths(src: torch.Tensor) -> torch.Tensor:
+    """Each source's length (batch,): padding comes last, never inside one."""
+    return (src != PAD_ID).sum(dim=1)
 
 
 def _both_ways(state: torch.Tensor) -> torch.Tensor:

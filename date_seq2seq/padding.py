@@ -69,7 +69,7 @@ class PaddingEffect:
     form: str
     count: int  # dates
     width: int  # the common width every input was padded to
-    pad_attention: float  # mean share of an answer token's attention on <PAD>
+    pad_attention: float  # mean share of a step's attention on <PAD>, <EOS> included
     right_padded: int  # answers right, padded to `width`
     right_alone: int  # answers right, each input padded only to its own length
     changed: tuple[str, ...]  # the inputs whose answer differs between the two

@@ -33,7 +33,7 @@ from .data import DateDataset, task_vocabulary
 from .decoding import greedy_many
 from .flat_parameters import flat_parameters
 from .metrics import id_exact_matches
-from .model import ScheduledSampling, Seq2Seq, unroll
+from .model import ScheduledSampling, Seq2Seq, source_lengths, unroll
 from .rng import global_rng_from
 from .vocab import PAD_ID
 
@@ -226,7 +226,7 @@ def fit(
                     result.stop_reason, result.message = "requested", STOPPED
                     break
                 # Padded no further than this batch's longest source (human ones vary).
-                src = src[:, : int((src != PAD_ID).sum(dim=1).max())]
+                src = src[:, : int(source_lengths(src).max())]
                 tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # feed <GO>.., score ..<EOS>
                 dropout = global_rng_from(generator) if model.cfg.dropout else None
                 with dropout or contextlib.nullcontext():

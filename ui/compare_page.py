@@ -12,10 +12,8 @@ from date_seq2seq.config import (
     CELL_KINDS,
     TASKS,
     DataConfig,
-    ModelConfig,
     TrainConfig,
 )
-from date_seq2seq.data import task_vocabulary
 from date_seq2seq.exercises import Exercise
 from date_seq2seq.train_setup import BOUNDS
 from ui import charts
@@ -76,7 +74,6 @@ def form_ui(this: Session) -> Comparison | None:
             variants,
             DataConfig(task=task, train_size=int(size), seed=int(seed)),
             TrainConfig(epochs=int(epochs), seed=int(seed)),
-            ModelConfig(vocab_size=len(task_vocabulary(task))),
         )
     except ValueError as e:
         st.error(plain(f"Nothing to compare: {e}."))

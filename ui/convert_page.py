@@ -159,7 +159,7 @@ def hypothesis_row(h: Hypothesis, rank: int | None, verdict: str, greedy: bool) 
     }  # fmt: skip
 
 
-SHORTEST, MAX_PADDED = 8, 32  # characters: the shortest form; past the longest (29)
+SHORTEST, MAX_PADDED = 8, 32  # characters: the shortest form; past the longest (28)
 
 
 def answered(got: Padded) -> str:
