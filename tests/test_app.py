@@ -155,6 +155,7 @@ def test_convert_shows_output_answer_and_heatmap_rows_summing_to_one(app) -> Non
     assert all(abs(s - 1.0) < 1e-5 for s in sums.values())
     # A weight of nothing is drawn white, not light blue.
     scale = heatmap["layer"][0]["encoding"]["color"]["scale"]
+    assert len(heatmap["layer"]) == 2  # 8 columns: each weight written in its cell
     assert scale["range"][0] == "#ffffff" and scale["domain"] == [0, 1]
 
 
@@ -257,6 +258,7 @@ def test_dates_as_people_write_them(app, monkeypatch) -> None:
     assert heatmap is not None
     # The same date, two paddings: pad columns drawn; the mask keeps them at 0.
     padded = chart(app, "padded heatmap")
+    assert len(padded["layer"]) == 1  # 30 columns: colours only, numbers in tooltips
     said = markdown_text(app)  # 24 characters: "friday, 22 november 2024"
     assert "Padded to its own length (24), as above" in said
     assert {r["input_position"] for r in rows(padded)} == set(range(30))
@@ -269,9 +271,9 @@ def test_dates_as_people_write_them(app, monkeypatch) -> None:
     )
     app.button(key="measure_padding").click().run()  # every form: nothing moves
     table = next(d.value for d in app.dataframe if "form" in d.value.columns)
-    assert set(table["attention on <PAD>"]) == {"0.00%"} and len(table) == 12
-    assert table["answers that moved"].sum() == 0
-    assert list(table["right padded to 30"]) == list(table["right at its own length"])
+    assert set(table["on <PAD>"]) == {"0.00%"} and len(table) == 12
+    assert table["moved"].sum() == 0
+    assert list(table["right at 30"]) == list(table["right unpadded"])
     app.radio(key="search").set_value("beam search").run()  # "as above" is greedy's
     assert not [c for c in charts(app) if c.get("description") == "padded heatmap"]
     app.radio(key="search").set_value("greedy").run()
@@ -375,7 +377,7 @@ def test_the_human_task_trains_on_the_train_page_and_every_page_reads_it(app):
     assert not app.exception
     table = next(d.value for d in app.dataframe if "form" in d.value.columns)
     moved = [b for b in app.button if b.key.startswith("moved_")]
-    assert len(table) == 12 and len(moved) == min(6, table["answers that moved"].sum())
+    assert len(table) == 12 and len(moved) == min(6, table["moved"].sum())
     if moved:  # one click puts it in the box: its two answers differ
         moved[0].click().run()
         assert "answer changed" in app.info[0].value

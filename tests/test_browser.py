@@ -643,6 +643,36 @@ def test_compare_runs_and_stop_a_comparison(app_page: Page, server: Server) -> N
         assert not scrolls, "a results table scrolls sideways on a projector"
 
 
+def assert_fits(page: Page, name: str, size: str) -> None:
+    """No button or text cut, no chart label shortened, no table or page
+    wider than the window; a screenshot of it in artifacts/."""
+    cut = page.evaluate(
+        """() => [...document.querySelectorAll(
+            '[data-testid="stMain"] button, [data-testid="stMain"] p')]
+            .filter(el => el.scrollWidth > el.clientWidth + 1)
+            .map(el => el.innerText)"""
+    )
+    assert not cut, f"{name}: text cut in {cut}"
+    # Vega draws SVG text; one it had to shorten ends in "…".
+    cut_in_charts = page.evaluate(
+        """() => [...document.querySelectorAll(
+            '[data-testid="stVegaLiteChart"] text')]
+            .map(el => el.textContent).filter(t => t.includes('…'))"""
+    )
+    assert not cut_in_charts, f"{name}: chart text cut: {cut_in_charts}"
+    # Tables fit too: nothing to scroll sideways inside them.
+    wide_tables = page.evaluate(
+        """() => [...document.querySelectorAll(
+            '[data-testid="stDataFrame"] .dvn-scroller')]
+            .filter(el => el.scrollWidth > el.clientWidth + 1).length"""
+    )
+    assert not wide_tables, f"{name}: a table scrolls sideways"
+    main = page.locator('[data-testid="stMainBlockContainer"]')
+    wide = main.evaluate("el => el.scrollWidth - el.clientWidth")
+    assert wide <= 1, f"{name}: {wide} px wider than the page"
+    screenshot(page, ARTIFACTS / f"small_{size}_{name}.png")
+
+
 @pytest.mark.parametrize(
     ("width", "height", "zoom"), [(1024, 768, 1.0), (1280, 720, 1.5)]
 )
@@ -671,33 +701,22 @@ def test_small_screens_and_projectors_cut_nothing(
             with server.diagnosed(page, f"small_{name}"):
                 open_app(page, server, path)
                 page.wait_for_timeout(500)  # let the charts lay out
-                cut = page.evaluate(
-                    """() => [...document.querySelectorAll(
-                        '[data-testid="stMain"] button, [data-testid="stMain"] p')]
-                        .filter(el => el.scrollWidth > el.clientWidth + 1)
-                        .map(el => el.innerText)"""
-                )
-                assert not cut, f"{name}: text cut in {cut}"
-                # Vega draws SVG text; one it had to shorten ends in "…".
-                cut_in_charts = page.evaluate(
-                    """() => [...document.querySelectorAll(
-                        '[data-testid="stVegaLiteChart"] text')]
-                        .map(el => el.textContent).filter(t => t.includes('…'))"""
-                )
-                assert not cut_in_charts, f"{name}: chart text cut: {cut_in_charts}"
-                # Tables fit too: nothing to scroll sideways inside them.
-                wide_tables = page.evaluate(
-                    """() => [...document.querySelectorAll(
-                        '[data-testid="stDataFrame"] .dvn-scroller')]
-                        .filter(el => el.scrollWidth > el.clientWidth + 1).length"""
-                )
-                assert not wide_tables, f"{name}: a table scrolls sideways"
-                main = page.locator('[data-testid="stMainBlockContainer"]')
-                wide = main.evaluate("el => el.scrollWidth - el.clientWidth")
-                assert wide <= 1, f"{name}: {wide} px wider than the page"
-                screenshot(
-                    page, ARTIFACTS / f"small_{width}x{height}@{zoom}_{name}.png"
-                )
+                assert_fits(page, name, f"{width}x{height}@{zoom}")
+        # A date as people write it, padded, with every form's figures.
+        with server.diagnosed(page, "small_padding"):
+            open_app(page, server)
+            main_area(page).get_by_text("as people write them", exact=True).click()
+            box = page.get_by_label("Date as you write it", exact=True)
+            box.fill("22.11.24")
+            box.press("Enter")
+            wait_idle(page)
+            page.get_by_role("button", name=re.compile("^Measure every form")).click()
+            expect(
+                main_area(page).locator('[data-testid="stDataFrame"]')
+            ).to_have_count(2)
+            wait_idle(page)
+            page.wait_for_timeout(500)
+            assert_fits(page, "padding", f"{width}x{height}@{zoom}")
     finally:
         context.close()
 

@@ -100,6 +100,12 @@ def _heatmap() -> alt.LayerChart:
     return (cells + text).properties(height=340, description="@description")
 
 
+# Past this many input columns the weights are not written in the cells: on a
+# projector (1280 x 720 at 150%) their numbers would run into each other. The
+# colour and the tooltip still give each one.
+MAX_NUMBERED_COLUMNS = 16
+
+
 def attention_chart(
     chars: Sequence[str],
     tokens: Sequence[str],
@@ -125,6 +131,8 @@ def attention_chart(
         y_labels=labels(tokens),
         description=description,
     )
+    if len(chars) > MAX_NUMBERED_COLUMNS:
+        spec["layer"] = spec["layer"][:1]  # the cells, without their numbers
     return with_rows(rows, spec)
 
 

@@ -238,13 +238,17 @@ def measure_ui(this: Session, converter: Converter, width: int) -> None:
     table = [
         {
             "form": e.form,
-            "attention on <PAD>": f"{e.pad_attention:.2%}",
-            f"right padded to {width}": e.right_padded,
-            "right at its own length": e.right_alone,
-            "answers that moved": len(e.changed),
+            "on <PAD>": f"{e.pad_attention:.2%}",
+            f"right at {width}": e.right_padded,
+            "right unpadded": e.right_alone,
+            "moved": len(e.changed),
         }
         for e in effects
     ]
+    st.caption(
+        f"Per form: the share of the attention on <PAD>, answers right padded to "
+        f"{width} and unpadded, and answers that moved between the two."
+    )
     st.dataframe(table, hide_index=True, width="stretch", key="padding_table",
                  height=35 * (len(table) + 1) + 3)  # fmt: skip
     moved = [text for e in effects for text in e.changed]
